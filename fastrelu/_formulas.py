@@ -1,0 +1,97 @@
+"""Scalar formulas: the single definition of every activation and gradient.
+
+Each function here takes and returns scalars and is written so that Numba can
+compile it for any target (CPU loops in :mod:`fastrelu._kernels`, CUDA kernels)
+and so that it also runs as plain Python.  Constants are built with
+``type(x)(...)`` so that float32 arithmetic stays in float32.
+"""
+
+from math import exp, log1p
+
+from numba.extending import register_jitable
+
+
+@register_jitable
+def relu(x):
+    """max(x, 0) with NaN kept and -0.0 mapped to +0.0."""
+    zero = type(x)(0)
+    # ``x <= 0`` is False for NaN, so NaN falls through to ``x``.
+    return zero if x <= zero else x
+
+
+@register_jitable
+def relu_grad(x, grad, at_zero):
+    """Masked upstream gradient of ReLU; ``at_zero`` is the subgradient at 0."""
+    zero = type(grad)(0)
+    if x > 0:
+        return grad
+    if x < 0:
+        return zero
+    if x == 0:
+        # A mask, not a product: with at_zero == 0 an inf or NaN grad gives 0.
+        return zero if at_zero == 0 else at_zero * grad
+    return type(grad)(x)  # x is NaN
+
+
+@register_jitable
+def _split_factor(x):
+    # Veltkamp's constant 2**ceil(p/2) + 1 for x's precision p: 2**24 + 1 is
+    # not a float32, so this picks 4097 for float32 and 2**27 + 1 for float64.
+    T = type(x)
+    if T(16777217.0) == T(16777216.0):
+        return T(4097.0)
+    return T(134217729.0)
+
+
+@register_jitable
+def scaled(x, beta_hi, beta_lo):
+    """Return ``(t, c)`` with ``t = fl(beta_hi * x)`` and ``t + c`` the product
+    ``(beta_hi + beta_lo) * x`` to about twice the working precision.
+
+    ``t`` is what PyTorch compares with its threshold; ``c`` lets the
+    exponential regime of softplus and sigmoid stay accurate when beta != 1.
+    ``c`` is zero wherever it cannot be formed (overflow, infinities, NaN).
+    """
+    t = beta_hi * x
+    # Dekker's exact product: split both factors into halves of p/2 bits.
+    f = _split_factor(x)
+    xs = f * x
+    xh = xs - (xs - x)
+    xl = x - xh
+    bs = f * beta_hi
+    bh = bs - (bs - beta_hi)
+    bl = beta_hi - bh
+    c = (((bh * xh - t) + bh * xl) + bl * xh) + bl * xl
+    c += beta_lo * x
+    if not abs(c) <= abs(t):
+        c = type(x)(0)
+    return t, c
+
+
+@register_jitable
+def softplus(x, beta_hi, beta_lo, threshold):
+    """log(1 + exp(beta*x)) / beta without overflow; ``x`` where beta*x > threshold."""
+    t, c = scaled(x, beta_hi, beta_lo)
+    if t > threshold:
+        return x
+    # softplus(t) = max(t, 0) + log1p(exp(-|t|)); the exact exponent is
+    # -|t| + ca, and log1p(e*(1 + ca)) ~ log1p(e) + ca*e to first order.
+    ca = -c if t > 0 else c
+    e = exp(-abs(t))
+    return relu(x) + (log1p(e) + ca * e) / beta_hi
+
+
+@register_jitable
+def softplus_grad(x, grad, beta_hi, beta_lo, threshold):
+    """grad * sigmoid(beta*x), stable for every x; ``grad`` where beta*x > threshold."""
+    t, c = scaled(x, beta_hi, beta_lo)
+    if t > threshold:
+        return grad
+    one = type(x)(1)
+    e = exp(-abs(t))
+    if t >= 0:
+        s = one / (one + e)
+    else:
+        # sigmoid(t) ~ exp(t) here, so the product's error c enters as exp(c).
+        s = e * (one + c) / (one + e)
+    return grad * s

@@ -1,0 +1,118 @@
+"""CPU loops over contiguous 1-D arrays, compiled lazily and cached on disk.
+
+Every loop applies one formula of :mod:`fastrelu._formulas` element by
+element.  The loops are serial and release the GIL; :mod:`fastrelu._threads`
+runs them on chunks of a large array from several threads at once.  Nothing
+is compiled at import time: :func:`get` compiles a loop for one dtype on first
+use, or loads it from Numba's on-disk cache.
+
+Why not ``parallel=True``: Numba's cache has races for parallel functions
+(numba issues #4807, #10128), and its threading layers are either not
+fork-safe (GNU OpenMP) or abort when two threads enter parallel code at once
+(workqueue).  Serial ``nogil`` loops are cacheable and safe under threads and
+fork, so the parallelism lives in a thread pool of our own instead.
+"""
+
+import contextlib
+import os
+import threading
+
+import numba
+import numpy as np
+
+from . import _formulas as f
+
+
+def relu_loop(x, out):
+    for i in range(out.size):
+        out[i] = f.relu(x[i])
+
+
+def relu_backward_loop(x, grad, out, at_zero):
+    for i in range(out.size):
+        out[i] = f.relu_grad(x[i], grad[i], at_zero)
+
+
+def softplus_loop(x, out, beta_hi, beta_lo, threshold):
+    for i in range(out.size):
+        out[i] = f.softplus(x[i], beta_hi, beta_lo, threshold)
+
+
+def softplus_backward_loop(x, grad, out, beta_hi, beta_lo, threshold):
+    for i in range(out.size):
+        out[i] = f.softplus_grad(x[i], grad[i], beta_hi, beta_lo, threshold)
+
+
+# Loop name -> (python function, number of array arguments, number of scalars).
+LOOPS = {
+    "relu": (relu_loop, 2, 0),
+    "relu_backward": (relu_backward_loop, 3, 1),
+    "softplus": (softplus_loop, 2, 3),
+    "softplus_backward": (softplus_backward_loop, 3, 3),
+}
+
+_JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
+
+_dispatchers = {}
+_compiled = {}
+_lock = threading.Lock()
+
+
+def _dispatcher(name):
+    disp = _dispatchers.get(name)
+    if disp is None:
+        func = LOOPS[name][0]
+        if os.environ.get("FASTRELU_CACHE", "1") == "0":
+            disp = numba.njit(**_JIT_OPTIONS)(func)
+        else:
+            try:
+                disp = numba.njit(cache=True, **_JIT_OPTIONS)(func)
+            except RuntimeError:
+                # No writable cache location ("no locator available"):
+                # compile in memory, as Numba does without cache=True.
+                disp = numba.njit(**_JIT_OPTIONS)(func)
+        _dispatchers[name] = disp
+    return disp
+
+
+@contextlib.contextmanager
+def _cache_file_lock(disp):
+    """Serialise compile-and-save across processes sharing one cache folder.
+
+    Numba names a new cache data file after the entries of the index it read;
+    two processes compiling different signatures of one function at once can
+    leave an index entry pointing at the other signature's code.
+    """
+    cache = getattr(disp, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(path, "fastrelu.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    except (ImportError, OSError, TypeError):
+        yield  # no cache on disk, or no POSIX locks: nothing to serialise
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def get(name, dtype):
+    """Return the compiled loop *name* for arrays of *dtype* (a NumPy dtype)."""
+    key = (name, dtype)
+    kernel = _compiled.get(key)
+    if kernel is not None:
+        return kernel
+    with _lock:
+        kernel = _compiled.get(key)
+        if kernel is None:
+            _, n_arrays, n_scalars = LOOPS[name]
+            T = numba.from_dtype(dtype)
+            sig = (T[::1],) * n_arrays + (T,) * n_scalars
+            disp = _dispatcher(name)
+            with _cache_file_lock(disp):
+                kernel = disp.compile(sig)
+            _compiled[key] = kernel
+    return kernel

@@ -1,0 +1,61 @@
+"""The multi-threaded CPU path: a serial loop run on chunks from a thread pool.
+
+The loops release the GIL, so chunks of one array run truly in parallel.  The
+calling thread works on the first chunk itself while the pool's threads take
+the others.  The pool is created on first use and created again in a forked
+child, where the parent's threads do not exist.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from . import config
+
+_pool = None
+_pool_pid = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+# Chunk boundaries fall on multiples of this many elements (a 64-byte cache
+# line of the smallest itemsize), so no two threads write the same line.
+_ALIGN = 64
+
+
+def _executor(workers):
+    global _pool, _pool_pid, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid() or _pool_size < workers:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="fastrelu")
+            _pool_pid, _pool_size = os.getpid(), workers
+        return _pool
+
+
+def n_chunks(n):
+    """How many threads an array of *n* elements is worth (1: run serially)."""
+    if n < config.PARALLEL_MIN_SIZE:
+        return 1
+    return max(1, min(config.get_num_threads(), n // config.PARALLEL_MIN_CHUNK))
+
+
+def run(kernel, n, arrays, scalars):
+    """Run ``kernel(*arrays, *scalars)`` over 1-D arrays of length *n*."""
+    chunks = n_chunks(n)
+    if chunks == 1:
+        kernel(*arrays, *scalars)
+        return
+    step = -(-n // chunks)
+    step = -(-step // _ALIGN) * _ALIGN
+    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    pool = _executor(len(bounds) - 1)
+    futures = [
+        pool.submit(kernel, *[a[lo:hi] for a in arrays], *scalars) for lo, hi in bounds[1:]
+    ]
+    lo, hi = bounds[0]
+    try:
+        kernel(*[a[lo:hi] for a in arrays], *scalars)
+    finally:
+        for fut in futures:
+            fut.result()

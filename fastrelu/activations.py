@@ -1,0 +1,231 @@
+"""The public activations: ReLU and softplus, forward and backward."""
+
+import math
+
+import numpy as np
+
+from . import _elementwise as ew
+
+
+def relu(x, out=None):
+    """Rectified linear unit, ``max(x, 0)``, element by element.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of a floating (float16, float32, float64) or integer dtype,
+        any shape and memory layout.
+    out : ndarray, optional
+        Array of the result's shape and dtype that receives the result; it may
+        be ``x`` itself.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``x`` where ``x > 0``, else ``+0`` (also for ``-0.0``); NaN stays NaN.
+        Same dtype as ``x``.  A scalar when ``x`` is a scalar and ``out`` is
+        not given; ``out`` when it is given.
+
+    Raises
+    ------
+    TypeError
+        For bool, complex, object, string and other non-numeric dtypes, or an
+        ``out`` of the wrong dtype.
+    ValueError
+        For an ``out`` of the wrong shape or a read-only ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> fastrelu.relu(np.array([-2.0, -0.0, 0.5, 3.0]))
+    array([0. , 0. , 0.5, 3. ])
+    """
+    x = ew.as_array("x", x)
+    if out is not None:
+        ew.check_out(out, x.shape, x.dtype)
+    return ew.run("relu", [x], out, x.shape, x.dtype)
+
+
+def relu_backward(x, grad, out=None, *, at_zero=0.0):
+    """Gradient of ReLU: the upstream gradient masked by ``x > 0``.
+
+    Parameters
+    ----------
+    x : array_like
+        The input the forward ReLU saw (floating or integer dtype).
+    grad : array_like
+        The upstream gradient ``dL/dy``; broadcasts against ``x``.
+    out : ndarray, optional
+        Array of the result's shape and dtype that receives the result; it may
+        be ``x`` or ``grad`` itself.
+    at_zero : float, default 0.0
+        The subgradient used where ``x == 0`` (either sign of zero), a number
+        in ``[0, 1]``, the subdifferential of ReLU at 0.  The default 0 is
+        the choice of PyTorch, TensorFlow/Keras and JAX.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``grad`` where ``x > 0``; ``at_zero * grad`` where ``x == 0``; exactly
+        0 where ``x < 0``, whatever ``grad`` holds there (also with
+        ``at_zero=0`` at ``x == 0``); NaN where ``x`` is NaN.  The dtype is
+        NumPy's promotion of ``x`` and ``grad``.
+
+    Raises
+    ------
+    ValueError
+        If ``at_zero`` is not a number in ``[0, 1]`` (for an integer result,
+        not 0 or 1), if ``x`` and ``grad`` do not broadcast, or for an ``out``
+        of the wrong shape or a read-only one.
+    TypeError
+        For unsupported dtypes, or an ``out`` of the wrong dtype.
+
+    Notes
+    -----
+    ReLU has no derivative at 0: its one-sided derivatives are 0 and 1, and
+    every value in between is a valid subgradient.  The choice rarely matters
+    in training, because pre-activations of exactly 0 are rare in floating
+    point; it can where they are common (quantised or integer inputs, sparse
+    inputs with zero biases).  ``at_zero`` is converted to the result dtype
+    before it multiplies ``grad``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> x = np.array([-1.0, 0.0, 1.0, 2.0])
+    >>> fastrelu.relu_backward(x, np.ones(4))
+    array([0., 0., 1., 1.])
+    >>> fastrelu.relu_backward(x, np.ones(4), at_zero=1.0)
+    array([0., 1., 1., 1.])
+    """
+    x = ew.as_array("x", x)
+    grad_obj = grad
+    grad = ew.as_array("grad", grad)
+    shape = ew.broadcast_shape(x, grad)
+    result = ew.promote(x, grad, grad_obj)
+    at_zero = ew.real_param("at_zero", at_zero, 0.0, 1.0)
+    if result.kind in "iu" and at_zero not in (0.0, 1.0):
+        raise ValueError(
+            f"at_zero must be 0 or 1 for a result of integer dtype {result}, got {at_zero!r}"
+        )
+    if out is not None:
+        ew.check_out(out, shape, result)
+    scalars = (ew.compute_dtype(result).type(at_zero),)
+    return ew.run("relu_backward", [x, grad], out, shape, result, scalars)
+
+
+def _softplus_scalars(beta, threshold, dtype):
+    """``(beta_hi, beta_lo, threshold)`` in the compute dtype of the kernels."""
+    beta = ew.real_param("beta", beta, 0.0, math.inf, lo_open=True)
+    if math.isinf(beta):
+        raise ValueError(f"beta must be finite and > 0, got {beta!r}")
+    if threshold is None:
+        threshold = math.inf
+    else:
+        threshold = ew.real_param("threshold", threshold)
+    T = ew.compute_dtype(dtype).type
+    beta_hi = T(beta)
+    return beta_hi, T(beta - float(beta_hi)), T(threshold)
+
+
+def softplus(x, out=None, *, beta=1.0, threshold=None):
+    """Softplus, ``log(1 + exp(beta * x)) / beta``, element by element.
+
+    Computed without overflow and accurate to a few units in the last place
+    (ULP) over the whole floating range.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of a floating dtype; integers are promoted as ``np.log1p``
+        promotes them.
+    out : ndarray, optional
+        Array of the result's shape and dtype that receives the result; it may
+        be ``x`` itself.
+    beta : float, default 1.0
+        Sharpness; finite and > 0.  As ``beta`` grows, softplus tends to ReLU.
+    threshold : float, optional
+        PyTorch parity mode: where ``beta * x > threshold`` the result is
+        ``x`` itself, as in ``torch.nn.functional.softplus`` (whose default is
+        20).  The default ``None`` evaluates the exact function everywhere.
+
+    Returns
+    -------
+    ndarray or scalar
+        softplus of ``x``: ``+inf`` for ``+inf``, ``0`` for ``-inf``, NaN for
+        NaN, ``x`` itself for the largest finite floats.
+
+    Raises
+    ------
+    ValueError
+        If ``beta`` is not finite and > 0, if ``threshold`` is NaN or not a
+        number, or for an ``out`` of the wrong shape or a read-only one.
+    TypeError
+        For unsupported dtypes, or an ``out`` of the wrong dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> fastrelu.softplus(np.array([-1000.0, 0.0, 1000.0]))
+    array([   0.        ,    0.69314718, 1000.        ])
+    """
+    x = ew.as_array("x", x)
+    result = ew.float_result(x.dtype)
+    scalars = _softplus_scalars(beta, threshold, result)
+    if out is not None:
+        ew.check_out(out, x.shape, result)
+    return ew.run("softplus", [x], out, x.shape, result, scalars)
+
+
+def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
+    """Gradient of softplus: ``grad * sigmoid(beta * x)``.
+
+    Parameters
+    ----------
+    x : array_like
+        The input the forward softplus saw.
+    grad : array_like
+        The upstream gradient; broadcasts against ``x``.
+    out : ndarray, optional
+        Array of the result's shape and dtype that receives the result; it may
+        be ``x`` or ``grad`` itself.
+    beta : float, default 1.0
+        As in :func:`softplus`.
+    threshold : float, optional
+        PyTorch parity mode: ``grad`` itself where ``beta * x > threshold``.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``grad * sigmoid(beta * x)``, computed without overflow for every
+        ``x``: ``grad`` at ``+inf``, ``0 * grad`` at ``-inf``.  The dtype is
+        NumPy's promotion of softplus's dtype for ``x`` and ``grad``'s dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`softplus`, and if ``x`` and ``grad`` do not broadcast.
+    TypeError
+        For unsupported dtypes, or an ``out`` of the wrong dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
+    array([0. , 0.5, 1. ])
+    """
+    x = ew.as_array("x", x)
+    grad_obj = grad
+    grad = ew.as_array("grad", grad)
+    shape = ew.broadcast_shape(x, grad)
+    xf = ew.float_result(x.dtype)
+    if grad.dtype == xf:
+        result = xf
+    elif type(grad_obj) in (int, float):
+        result = np.result_type(xf, grad_obj)
+    else:
+        result = np.result_type(xf, grad.dtype)
+    scalars = _softplus_scalars(beta, threshold, result)
+    if out is not None:
+        ew.check_out(out, shape, result)
+    return ew.run("softplus_backward", [x, grad], out, shape, result, scalars)

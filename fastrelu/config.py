@@ -1,0 +1,45 @@
+"""The few tunables of fastrelu's CPU path.
+
+``PARALLEL_MIN_SIZE`` is the number of elements from which a call is split
+across threads, and ``PARALLEL_MIN_CHUNK`` the least work given to one thread;
+both were chosen by measurement (``docs/performance.md``).  The number of
+threads defaults to the CPUs this process may run on, or to the environment
+variable ``FASTRELU_NUM_THREADS``.
+"""
+
+import os
+
+PARALLEL_MIN_SIZE = 1 << 17
+PARALLEL_MIN_CHUNK = 1 << 16
+
+
+def _default_threads():
+    env = os.environ.get("FASTRELU_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
+
+
+def get_num_threads():
+    """Return the number of threads fastrelu uses for large arrays."""
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Set the number of threads fastrelu uses for large arrays.
+
+    Parameters
+    ----------
+    n : int
+        A positive number of threads; 1 makes every call serial.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    _num_threads = n
