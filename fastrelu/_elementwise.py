@@ -154,7 +154,7 @@ def run(name, inputs, out, shape, result, scalars=()):
         flat_inputs.append(view)
 
     kernel = _kernels.get(name, compute)
-    _threads.run(kernel, n, flat_inputs + [out_flat], scalars)
+    _threads.run(name, kernel, n, flat_inputs + [out_flat], scalars)
 
     if not direct:
         np.copyto(target, out_flat.reshape(shape), casting="unsafe")

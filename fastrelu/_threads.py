@@ -33,16 +33,16 @@ def _executor(workers):
         return _pool
 
 
-def n_chunks(n):
-    """How many threads an array of *n* elements is worth (1: run serially)."""
-    if n < config.PARALLEL_MIN_SIZE:
+def n_chunks(name, n):
+    """How many threads kernel *name* on *n* elements is worth (1: run serially)."""
+    if n < config.PARALLEL_MIN_SIZE[name]:
         return 1
     return max(1, min(config.get_num_threads(), n // config.PARALLEL_MIN_CHUNK))
 
 
-def run(kernel, n, arrays, scalars):
+def run(name, kernel, n, arrays, scalars):
     """Run ``kernel(*arrays, *scalars)`` over 1-D arrays of length *n*."""
-    chunks = n_chunks(n)
+    chunks = n_chunks(name, n)
     if chunks == 1:
         kernel(*arrays, *scalars)
         return

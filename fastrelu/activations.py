@@ -166,8 +166,8 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
     Examples
     --------
     >>> import numpy as np, fastrelu
-    >>> fastrelu.softplus(np.array([-1000.0, 0.0, 1000.0]))
-    array([   0.        ,    0.69314718, 1000.        ])
+    >>> fastrelu.softplus(np.array([-1000.0, 0.0, 100.0]))
+    array([  0.        ,   0.69314718, 100.        ])
     """
     x = ew.as_array("x", x)
     result = ew.float_result(x.dtype)

@@ -1,15 +1,23 @@
 """The few tunables of fastrelu's CPU path.
 
-``PARALLEL_MIN_SIZE`` is the number of elements from which a call is split
-across threads, and ``PARALLEL_MIN_CHUNK`` the least work given to one thread;
-both were chosen by measurement (``docs/performance.md``).  The number of
+``PARALLEL_MIN_SIZE`` gives, per kernel, the number of elements from which a
+call is split across threads, and ``PARALLEL_MIN_CHUNK`` the least work given
+to one thread; both were chosen by measurement (``docs/performance.md``):
+handing chunks to the pool costs tens of microseconds, so memory-bound kernels
+split only arrays far larger than the compute-bound ones do.  The number of
 threads defaults to the CPUs this process may run on, or to the environment
 variable ``FASTRELU_NUM_THREADS``.
 """
 
+import operator
 import os
 
-PARALLEL_MIN_SIZE = 1 << 17
+PARALLEL_MIN_SIZE = {
+    "relu": 1 << 20,
+    "relu_backward": 1 << 20,
+    "softplus": 1 << 15,
+    "softplus_backward": 1 << 15,
+}
 PARALLEL_MIN_CHUNK = 1 << 16
 
 
@@ -40,6 +48,10 @@ def set_num_threads(n):
         A positive number of threads; 1 makes every call serial.
     """
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    try:
+        value = operator.index(n)
+    except TypeError:
+        value = 0
+    if isinstance(n, bool) or value < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
-    _num_threads = n
+    _num_threads = value

@@ -1,0 +1,150 @@
+"""Accuracy of softplus and its gradient, in ULP, against independent references."""
+
+import numpy as np
+import pytest
+
+import fastrelu
+from reference import (
+    HAVE_EXTENDED,
+    sigmoid_ld,
+    sigmoid_mp,
+    softplus_ld,
+    softplus_mp,
+    ulp_error,
+)
+
+MAX_ULP = 4.0
+needs_extended = pytest.mark.skipif(not HAVE_EXTENDED, reason="long double is not extended precision here")
+
+
+def float32_sweep(step=251):
+    """Every *step*-th float32 bit pattern over the finite numbers of both signs."""
+    bits = np.arange(0, 0x7F800000, step, dtype=np.uint32)
+    pos = bits.view(np.float32)
+    return np.concatenate([pos, -pos])
+
+
+def float64_samples(rng, n=4000, scale=800.0):
+    """Uniform in [-scale, scale], log-uniform magnitudes over the whole range, and tiny ones."""
+    uniform = rng.uniform(-scale, scale, n)
+    mags = np.exp2(rng.uniform(-1074, 1024, n))
+    signs = rng.choice([-1.0, 1.0], n)
+    return np.concatenate([uniform, signs * mags, rng.uniform(-4, 4, n // 4)])
+
+
+def scaled_samples(rng, beta, n):
+    """float64 samples divided by beta, dropping those that overflow."""
+    with np.errstate(over="ignore"):
+        x = float64_samples(rng, n) / beta
+    return x[np.isfinite(x)]
+
+
+@needs_extended
+@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
+def test_softplus_float32_dense_sweep(beta):
+    x = float32_sweep() / np.float32(beta) if beta != 1.0 else float32_sweep()
+    x = x[np.isfinite(x)]
+    err = ulp_error(fastrelu.softplus(x, beta=beta), softplus_ld(x, beta), np.float32)
+    assert err.max() <= MAX_ULP, f"max {err.max():.2f} ULP at x={x[err.argmax()]!r}"
+
+
+@needs_extended
+@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
+def test_sigmoid_float32_dense_sweep(beta):
+    """softplus_backward with grad=1 is sigmoid; checked where sigmoid is a normal float."""
+    x = float32_sweep(509) / np.float32(beta)
+    ref = sigmoid_ld(x, beta)
+    keep = ref >= np.finfo(np.float32).smallest_normal
+    err = ulp_error(fastrelu.softplus_backward(x, np.float32(1), beta=beta)[keep], ref[keep], np.float32)
+    assert err.max() <= MAX_ULP, f"max {err.max():.2f} ULP at x={x[keep][err.argmax()]!r}"
+
+
+@needs_extended
+def test_softplus_float64_beta1_against_long_double():
+    rng = np.random.default_rng(1)
+    x = float64_samples(rng, 200_000)
+    err = ulp_error(fastrelu.softplus(x), softplus_ld(x), np.float64)
+    assert err.max() <= MAX_ULP, f"max {err.max():.2f} ULP at x={x[err.argmax()]!r}"
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
+def test_softplus_float64_against_mpmath(beta):
+    rng = np.random.default_rng(2)
+    x = scaled_samples(rng, beta, 1500)
+    err = ulp_error(fastrelu.softplus(x, beta=beta), softplus_mp(x, beta), np.float64)
+    assert err.max() <= MAX_ULP, f"max {err.max():.2f} ULP at x={x[err.argmax()]!r}"
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
+def test_softplus_backward_float64_against_mpmath(beta):
+    rng = np.random.default_rng(3)
+    x = scaled_samples(rng, beta, 1500)
+    grad = rng.uniform(-3, 3, x.size)
+    ref = sigmoid_mp(x, beta)
+    keep = ref >= np.finfo(np.float64).smallest_normal
+    got = fastrelu.softplus_backward(x, grad, beta=beta)
+    err = ulp_error(got[keep], ref[keep] * grad[keep].astype(np.longdouble), np.float64)
+    assert err.max() <= MAX_ULP, f"max {err.max():.2f} ULP at x={x[keep][err.argmax()]!r}"
+
+
+def test_small_beta_holds_above_the_underflow_sliver():
+    """With beta < 1 the intermediate log1p(exp(beta*x)) goes subnormal below
+    tiny/beta; above that, the bound holds (docs/accuracy.md)."""
+    beta = 0.1
+    rng = np.random.default_rng(4)
+    x = scaled_samples(rng, beta, 1500)
+    ref = softplus_mp(x, beta)
+    keep = ref >= np.finfo(np.float64).smallest_normal / beta
+    err = ulp_error(fastrelu.softplus(x[keep], beta=beta), ref[keep], np.float64)
+    assert err.max() <= MAX_ULP
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float16_rounds_the_float32_result(dtype):
+    x16 = np.arange(-2**15, 2**15, dtype=np.int32).astype(np.uint16).view(np.float16)
+    x16 = x16[np.isfinite(x16)]
+    ref = softplus_ld(x16).astype(np.float16)
+    got = fastrelu.softplus(x16)
+    assert got.dtype == np.float16
+    # float32 result rounded to float16: at most one float16 ULP from the
+    # correctly rounded value.
+    assert ulp_error(got, ref, np.float16).max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_overflow_at_the_ends_of_the_range(dtype):
+    fi = np.finfo(dtype)
+    x = np.array([fi.max, -fi.max, fi.smallest_subnormal, -fi.smallest_subnormal], dtype)
+    with np.errstate(all="raise"):
+        y = fastrelu.softplus(x)
+        g = fastrelu.softplus_backward(x, np.ones_like(x))
+    np.testing.assert_array_equal(y[:2], [fi.max, 0])
+    np.testing.assert_array_equal(g[:2], [1, 0])
+    np.testing.assert_allclose(y[2:], np.log(2), rtol=fi.eps)
+    np.testing.assert_allclose(g[2:], 0.5, rtol=fi.eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta,threshold", [(1.0, 20.0), (2.0, 5.0), (0.5, 1.0)])
+def test_threshold_is_pytorch_parity_mode(dtype, beta, threshold):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-50, 50, 20_000).astype(dtype)
+    # PyTorch compares x * beta with the threshold in the tensor's dtype.
+    linear = x * dtype(beta) > dtype(threshold)
+    y = fastrelu.softplus(x, beta=beta, threshold=threshold)
+    g = fastrelu.softplus_backward(x, np.full_like(x, 3), beta=beta, threshold=threshold)
+    np.testing.assert_array_equal(y[linear], x[linear])
+    np.testing.assert_array_equal(g[linear], 3)
+    smooth = ~linear
+    assert ulp_error(y[smooth], softplus_ld(x[smooth], beta), dtype).max() <= MAX_ULP
+    ref = 3 * sigmoid_ld(x[smooth], beta)
+    normal = ref >= np.finfo(dtype).smallest_normal
+    assert ulp_error(g[smooth][normal], ref[normal], dtype).max() <= MAX_ULP
+
+
+def test_default_is_exact_where_pytorch_cuts_off():
+    """Above PyTorch's cut-off of 20, softplus(x) differs from x by ~exp(-x)."""
+    x = np.linspace(20.5, 30, 50)
+    y = fastrelu.softplus(x)
+    assert np.all(y > x)
+    assert ulp_error(y, softplus_ld(x), np.float64).max() <= MAX_ULP
