@@ -31,9 +31,13 @@ def main(argv=None):
         prog="fastrelu",
         description="Time fastrelu's four kernels on large arrays against NumPy's best equivalents.",
     )
-    parser.add_argument("--size", type=_positive_int, default=1 << 24, help="elements per array (default 2**24)")
+    parser.add_argument(
+        "--size", type=_positive_int, default=1 << 24, help="elements per array (default 2**24)"
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--repeat", type=_positive_int, default=10, help="timed calls per kernel (median is reported)")
+    parser.add_argument(
+        "--repeat", type=_positive_int, default=10, help="timed calls per kernel (median is reported)"
+    )
     parser.add_argument("--threads", type=_positive_int, help="threads for fastrelu (default: all CPUs)")
     args = parser.parse_args(argv)
 

@@ -16,22 +16,27 @@ from . import _kernels, _threads
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
-_FLOAT64 = np.dtype(np.float64)
-_SUPPORTED_FLOATS = (_FLOAT16, _FLOAT32, _FLOAT64)
+FLOAT64 = np.dtype(np.float64)
+_SUPPORTED_FLOATS = (_FLOAT16, _FLOAT32, FLOAT64)
 
 
-def as_array(name, value, integers_ok=True):
-    """``np.asarray(value)``, refusing dtypes the kernels cannot compute."""
+def as_array(name, value):
+    """``np.asarray(value)`` in native byte order, refusing dtypes the kernels cannot compute."""
     arr = value if type(value) is np.ndarray else np.asarray(value)
     dt = arr.dtype
-    if dt in _SUPPORTED_FLOATS or (integers_ok and dt.kind in "iu"):
+    if not dt.isnative:
+        arr = arr.astype(dt.newbyteorder("="))
+        dt = arr.dtype
+    if dt in _SUPPORTED_FLOATS or dt.kind in "iu":
         return arr
-    allowed = "float16, float32, float64 or integer" if integers_ok else "float16, float32 or float64"
-    raise TypeError(f"{name} has dtype {dt}, which is not supported (expected {allowed})")
+    raise TypeError(
+        f"{name} has dtype {dt}, which is not supported "
+        "(expected float16, float32, float64 or an integer dtype)"
+    )
 
 
 def compute_dtype(result):
-    """NumPy cannot compute in float16 on the CPU via Numba: use float32."""
+    """The dtype the kernels compute in: Numba's CPU target has no float16."""
     return _FLOAT32 if result == _FLOAT16 else result
 
 
@@ -46,13 +51,35 @@ def float_result(dt):
     return res
 
 
-def promote(x, grad, grad_obj):
-    """NumPy's promotion of ``x`` and ``grad``; Python scalars promote weakly."""
-    if x.dtype == grad.dtype:
-        return x.dtype
-    if type(grad_obj) in (int, float):
-        return np.result_type(x.dtype, grad_obj)
-    return np.result_type(x.dtype, grad.dtype)
+_normal_ranges = {}
+
+
+def normal_range(dt):
+    """``(smallest normal, largest finite)`` of floating dtype *dt*, as floats."""
+    rng = _normal_ranges.get(dt)
+    if rng is None:
+        info = np.finfo(dt)
+        rng = _normal_ranges[dt] = (float(info.smallest_normal), float(info.max))
+    return rng
+
+
+def promote(x_dtype, x_obj, grad_dtype, grad_obj):
+    """NumPy's promotion of ``x`` and ``grad``, where a Python scalar given as
+    ``x_obj`` or ``grad_obj`` promotes weakly, as in NumPy 2.
+
+    A Python int that does not fit the promoted integer dtype is an
+    ``OverflowError``, as in NumPy.
+    """
+    if x_dtype == grad_dtype:
+        return x_dtype
+    weak = [
+        obj if type(obj) in (int, float) else dt for obj, dt in ((x_obj, x_dtype), (grad_obj, grad_dtype))
+    ]
+    result = np.result_type(*weak)
+    for obj in (x_obj, grad_obj):
+        if type(obj) is int:
+            result.type(obj)  # raises OverflowError if out of range
+    return result
 
 
 def broadcast_shape(x, grad):
@@ -62,19 +89,18 @@ def broadcast_shape(x, grad):
         return np.broadcast_shapes(x.shape, grad.shape)
     except ValueError:
         raise ValueError(
-            f"x and grad cannot be broadcast together: x has shape {x.shape}, "
-            f"grad has shape {grad.shape}"
+            f"x and grad cannot be broadcast together: x has shape {x.shape}, grad has shape {grad.shape}"
         ) from None
 
 
-def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False):
+def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     """Check a scalar keyword argument and return it as a Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     v = float(value)
-    if math.isnan(v) or v < lo or v > hi or (lo_open and v == lo):
-        bounds = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise ValueError(f"{name} must lie in {bounds}, got {value!r}")
+    if math.isnan(v) or not (lo < v if lo_open else lo <= v) or not (v < hi if hi_open else v <= hi):
+        bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a number in {bounds}, got {value!r}")
     return v
 
 
@@ -90,71 +116,71 @@ def check_out(out, shape, dtype):
         raise ValueError("out is read-only")
 
 
-def _flat(a, order):
-    """A 1-D view of *a* in memory order *order*, or None if there is none."""
-    if a.ndim == 1:
-        return a if a.flags.c_contiguous else None
-    if order == "C" and a.flags.c_contiguous:
-        return a.reshape(-1)
-    if order == "F" and a.flags.f_contiguous:
-        return a.reshape(-1, order="F")
+def _order(a):
+    """'C' or 'F' if *a* is contiguous in that memory order (C first), else None."""
+    flags = a.flags
+    if flags.c_contiguous:
+        return "C"
+    if flags.f_contiguous:
+        return "F"
     return None
 
 
+def _flat(a, order):
+    """The 1-D view of *a*, contiguous in memory order *order* (0-d gives 1 element)."""
+    return a if a.ndim == 1 else a.reshape(-1, order=order)
+
+
 def _same_view(a, b):
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-    )
+    if a is b:
+        return True
+    ia, ib = a.__array_interface__, b.__array_interface__
+    return ia["data"][0] == ib["data"][0] and a.strides == b.strides
 
 
-def _gather(a, shape, dtype, order):
-    """A contiguous copy of *a*, broadcast to *shape* and cast to *dtype*."""
-    buf = np.empty(shape, dtype, order=order)
+def _input_view(a, shape, compute, order, out):
+    """A 1-D contiguous view of input *a* in memory order *order*, copying
+    (broadcast, cast, or away from a partial overlap with *out*) only if needed."""
+    if order is not None and a.dtype == compute and a.shape == shape and _order(a) == order:
+        if out is None or not np.may_share_memory(a, out) or _same_view(a, out):
+            return _flat(a, order)
+    order = order or "C"
+    buf = np.empty(shape, compute, order=order)
     np.copyto(buf, a, casting="unsafe")
-    return _flat(buf, order) if buf.ndim else buf.reshape(1)
+    return _flat(buf, order)
 
 
-def run(name, inputs, out, shape, result, scalars=()):
+def run(name, inputs, out, shape, result, scalars=(), compute=None):
     """Compute loop *name* over *inputs* into *out* (or a new array) and return it.
 
-    All checks on the arguments must already have passed: from here on the
-    only errors are those of memory allocation.
+    The loop computes in *compute* (default: :func:`compute_dtype` of
+    *result*).  All checks on the arguments must already have passed: from
+    here on the only errors are those of memory allocation.
     """
-    compute = compute_dtype(result)
+    compute = compute or compute_dtype(result)
     if out is None:
-        fortran = all(a.flags.f_contiguous and not a.flags.c_contiguous for a in inputs)
-        target = np.empty(shape, result, order="F" if fortran else "C")
-        fresh = True
+        # Follow the inputs' memory order, as NumPy's ufuncs do.
+        order = "F"
+        for a in inputs:
+            if _order(a) != "F":
+                order = "C"
+                break
+        target = np.empty(shape, result, order=order)
     else:
         target = out
-        fresh = False
+        order = _order(out)
     n = target.size
     if n == 0:
         return target
 
-    order = "F" if (target.flags.f_contiguous and not target.flags.c_contiguous) else "C"
-    direct = result == compute and (target.ndim == 0 or _flat(target, order) is not None)
-    out_flat = (_flat(target, order) if target.ndim else target.reshape(1)) if direct else None
-    if out_flat is None:
-        direct = False
-        order = "C"
-        out_flat = np.empty(n, compute)
+    direct = order is not None and result == compute
+    if not direct:
+        order = None
+    out_flat = _flat(target, order) if direct else np.empty(n, compute)
+    views = [_input_view(a, shape, compute, order, out) for a in inputs]
+    views.append(out_flat)
 
-    flat_inputs = []
-    for a in inputs:
-        view = None
-        if a.dtype == compute and a.shape == shape and direct:
-            view = _flat(a, order) if a.ndim else a.reshape(1)
-            if view is not None and not fresh and np.may_share_memory(a, target):
-                if not _same_view(a, target):
-                    view = None  # partial overlap: read from a copy
-        if view is None:
-            view = _gather(a, shape, compute, order)
-        flat_inputs.append(view)
-
-    kernel = _kernels.get(name, compute)
-    _threads.run(name, kernel, n, flat_inputs + [out_flat], scalars)
+    _threads.run(name, _kernels.get(name, compute), n, views, scalars)
 
     if not direct:
         np.copyto(target, out_flat.reshape(shape), casting="unsafe")

@@ -1,10 +1,10 @@
-"""CPU loops over contiguous 1-D arrays, compiled lazily and cached on disk.
+"""Compiles the CPU loops lazily, caches them on disk, and hands them out.
 
-Every loop applies one formula of :mod:`fastrelu._formulas` element by
-element.  The loops are serial and release the GIL; :mod:`fastrelu._threads`
-runs them on chunks of a large array from several threads at once.  Nothing
-is compiled at import time: :func:`get` compiles a loop for one dtype on first
-use, or loads it from Numba's on-disk cache.
+Nothing is compiled at import time, and Numba itself is imported only on the
+first call: :func:`get` compiles a loop of :mod:`fastrelu._loops` for one
+dtype on first use, or loads it from Numba's on-disk cache.  The loops are
+serial and release the GIL; :mod:`fastrelu._threads` runs them on chunks of
+a large array from several threads at once.
 
 Why not ``parallel=True``: Numba's cache has races for parallel functions
 (numba issues #4807, #10128), and its threading layers are either not
@@ -17,51 +17,26 @@ import contextlib
 import os
 import threading
 
-import numba
-import numpy as np
-
-from . import _formulas as f
-
-
-def relu_loop(x, out):
-    for i in range(out.size):
-        out[i] = f.relu(x[i])
-
-
-def relu_backward_loop(x, grad, out, at_zero):
-    for i in range(out.size):
-        out[i] = f.relu_grad(x[i], grad[i], at_zero)
-
-
-def softplus_loop(x, out, beta_hi, beta_lo, threshold):
-    for i in range(out.size):
-        out[i] = f.softplus(x[i], beta_hi, beta_lo, threshold)
-
-
-def softplus_backward_loop(x, grad, out, beta_hi, beta_lo, threshold):
-    for i in range(out.size):
-        out[i] = f.softplus_grad(x[i], grad[i], beta_hi, beta_lo, threshold)
-
-
-# Loop name -> (python function, number of array arguments, number of scalars).
-LOOPS = {
-    "relu": (relu_loop, 2, 0),
-    "relu_backward": (relu_backward_loop, 3, 1),
-    "softplus": (softplus_loop, 2, 3),
-    "softplus_backward": (softplus_backward_loop, 3, 3),
-}
-
 _JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
 
-_dispatchers = {}
-_compiled = {}
+_dispatchers = {}  # loop name -> Numba dispatcher
+_compiled = {}  # (loop name, dtype) -> compiled entry point
 _lock = threading.Lock()
 
 
-def _dispatcher(name):
+def _reset_after_fork():
+    # A lock held by another thread at fork time stays locked in the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _dispatcher(numba, name, func):
     disp = _dispatchers.get(name)
     if disp is None:
-        func = LOOPS[name][0]
         if os.environ.get("FASTRELU_CACHE", "1") == "0":
             disp = numba.njit(**_JIT_OPTIONS)(func)
         else:
@@ -108,10 +83,14 @@ def get(name, dtype):
     with _lock:
         kernel = _compiled.get(key)
         if kernel is None:
-            _, n_arrays, n_scalars = LOOPS[name]
+            import numba
+
+            from ._loops import LOOPS
+
+            func, n_arrays, n_scalars = LOOPS[name]
             T = numba.from_dtype(dtype)
             sig = (T[::1],) * n_arrays + (T,) * n_scalars
-            disp = _dispatcher(name)
+            disp = _dispatcher(numba, name, func)
             with _cache_file_lock(disp):
                 kernel = disp.compile(sig)
             _compiled[key] = kernel

@@ -26,11 +26,21 @@ def _executor(workers):
     global _pool, _pool_pid, _pool_size
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid() or _pool_size < workers:
-            if _pool is not None and _pool_pid == os.getpid():
-                _pool.shutdown(wait=False)
+            # A smaller pool is not shut down: another thread may still be
+            # submitting to it.  Once unreferenced, its idle threads exit.
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="fastrelu")
             _pool_pid, _pool_size = os.getpid(), workers
         return _pool
+
+
+def _reset_after_fork():
+    # A lock held by another thread at fork time stays locked in the child.
+    global _pool_lock
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def n_chunks(name, n):
@@ -50,9 +60,7 @@ def run(name, kernel, n, arrays, scalars):
     step = -(-step // _ALIGN) * _ALIGN
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
     pool = _executor(len(bounds) - 1)
-    futures = [
-        pool.submit(kernel, *[a[lo:hi] for a in arrays], *scalars) for lo, hi in bounds[1:]
-    ]
+    futures = [pool.submit(kernel, *[a[lo:hi] for a in arrays], *scalars) for lo, hi in bounds[1:]]
     lo, hi = bounds[0]
     try:
         kernel(*[a[lo:hi] for a in arrays], *scalars)

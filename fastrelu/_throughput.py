@@ -48,7 +48,12 @@ OPERATIONS = {
         lambda x, g, o: np.multiply(g, x > 0, out=o),
         "np.multiply(g, x > 0, out=o)",
     ),
-    "softplus": (1, lambda x, g, o: softplus(x, out=o), lambda x, g, o: _numpy_softplus(x, o), "max(x,0) + log1p(exp(-|x|))"),
+    "softplus": (
+        1,
+        lambda x, g, o: softplus(x, out=o),
+        lambda x, g, o: _numpy_softplus(x, o),
+        "max(x,0) + log1p(exp(-|x|))",
+    ),
     "softplus_backward": (
         2,
         lambda x, g, o: softplus_backward(x, g, out=o),
@@ -95,5 +100,7 @@ def format_table(rows):
     lines = [head, "-" * len(head)]
     for name, ours, theirs, copy, desc in rows:
         lines.append(f"{name:<18} {ours:9.1f} {theirs:9.1f} {ours / theirs:6.1f} {copy:7.1f}  {desc}")
-    lines.append("(GB/s of bytes that must move; ratio = fastrelu / NumPy; copy = np.copyto of the same bytes)")
+    lines.append(
+        "(GB/s of bytes that must move; ratio = fastrelu / NumPy; copy = np.copyto of the same bytes)"
+    )
     return "\n".join(lines)

@@ -98,34 +98,36 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
     >>> fastrelu.relu_backward(x, np.ones(4), at_zero=1.0)
     array([0., 1., 1., 1.])
     """
-    x = ew.as_array("x", x)
-    grad_obj = grad
-    grad = ew.as_array("grad", grad)
-    shape = ew.broadcast_shape(x, grad)
-    result = ew.promote(x, grad, grad_obj)
+    xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
+    shape = ew.broadcast_shape(xa, ga)
+    result = ew.promote(xa.dtype, x, ga.dtype, grad)
     at_zero = ew.real_param("at_zero", at_zero, 0.0, 1.0)
     if result.kind in "iu" and at_zero not in (0.0, 1.0):
-        raise ValueError(
-            f"at_zero must be 0 or 1 for a result of integer dtype {result}, got {at_zero!r}"
-        )
+        raise ValueError(f"at_zero must be 0 or 1 for a result of integer dtype {result}, got {at_zero!r}")
     if out is not None:
         ew.check_out(out, shape, result)
-    scalars = (ew.compute_dtype(result).type(at_zero),)
-    return ew.run("relu_backward", [x, grad], out, shape, result, scalars)
+    # Rounded to the result dtype first, so that a float16 result is the
+    # float16 product; the float32 product of two float16 numbers is exact.
+    scalars = (ew.compute_dtype(result).type(result.type(at_zero)),)
+    return ew.run("relu_backward", [xa, ga], out, shape, result, scalars)
 
 
-def _softplus_scalars(beta, threshold, dtype):
-    """``(beta_hi, beta_lo, threshold)`` in the compute dtype of the kernels."""
-    beta = ew.real_param("beta", beta, 0.0, math.inf, lo_open=True)
-    if math.isinf(beta):
-        raise ValueError(f"beta must be finite and > 0, got {beta!r}")
+def _softplus_setup(beta, threshold, result):
+    """The dtype softplus kernels compute in, and their scalars
+    ``(beta_hi, beta_lo, threshold)`` in that dtype."""
+    beta = ew.real_param("beta", beta, 0.0, math.inf, lo_open=True, hi_open=True)
+    compute = ew.compute_dtype(result)
+    tiny, huge = ew.normal_range(compute)
+    if not tiny <= beta <= huge:
+        compute = ew.FLOAT64  # a beta float32 cannot hold: compute in float64
     if threshold is None:
         threshold = math.inf
     else:
         threshold = ew.real_param("threshold", threshold)
-    T = ew.compute_dtype(dtype).type
+    T = compute.type
     beta_hi = T(beta)
-    return beta_hi, T(beta - float(beta_hi)), T(threshold)
+    with np.errstate(over="ignore"):  # a threshold beyond the dtype's range acts as inf
+        return compute, (beta_hi, T(beta - float(beta_hi)), T(threshold))
 
 
 def softplus(x, out=None, *, beta=1.0, threshold=None):
@@ -143,7 +145,9 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
         Array of the result's shape and dtype that receives the result; it may
         be ``x`` itself.
     beta : float, default 1.0
-        Sharpness; finite and > 0.  As ``beta`` grows, softplus tends to ReLU.
+        Sharpness, finite and > 0.  As ``beta`` grows, softplus tends to
+        ReLU.  float16 and float32 inputs are computed in float32, or in
+        float64 where ``beta`` lies outside float32's normal range.
     threshold : float, optional
         PyTorch parity mode: where ``beta * x > threshold`` the result is
         ``x`` itself, as in ``torch.nn.functional.softplus`` (whose default is
@@ -171,10 +175,10 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
     """
     x = ew.as_array("x", x)
     result = ew.float_result(x.dtype)
-    scalars = _softplus_scalars(beta, threshold, result)
+    compute, scalars = _softplus_setup(beta, threshold, result)
     if out is not None:
         ew.check_out(out, x.shape, result)
-    return ew.run("softplus", [x], out, x.shape, result, scalars)
+    return ew.run("softplus", [x], out, x.shape, result, scalars, compute)
 
 
 def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
@@ -199,7 +203,8 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
     ndarray or scalar
         ``grad * sigmoid(beta * x)``, computed without overflow for every
         ``x``: ``grad`` at ``+inf``, ``0 * grad`` at ``-inf``.  The dtype is
-        NumPy's promotion of softplus's dtype for ``x`` and ``grad``'s dtype.
+        NumPy's promotion of softplus's dtype for ``x`` with ``grad``: that
+        of ``grad * sigmoid(x)``.
 
     Raises
     ------
@@ -214,18 +219,11 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
     >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
     array([0. , 0.5, 1. ])
     """
-    x = ew.as_array("x", x)
-    grad_obj = grad
-    grad = ew.as_array("grad", grad)
-    shape = ew.broadcast_shape(x, grad)
-    xf = ew.float_result(x.dtype)
-    if grad.dtype == xf:
-        result = xf
-    elif type(grad_obj) in (int, float):
-        result = np.result_type(xf, grad_obj)
-    else:
-        result = np.result_type(xf, grad.dtype)
-    scalars = _softplus_scalars(beta, threshold, result)
+    xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
+    shape = ew.broadcast_shape(xa, ga)
+    # The dtype NumPy would give grad * sigmoid(x), sigmoid's dtype being softplus's.
+    result = ew.promote(ew.float_result(xa.dtype), None, ga.dtype, grad)
+    compute, scalars = _softplus_setup(beta, threshold, result)
     if out is not None:
         ew.check_out(out, shape, result)
-    return ew.run("softplus_backward", [x, grad], out, shape, result, scalars)
+    return ew.run("softplus_backward", [xa, ga], out, shape, result, scalars, compute)

@@ -11,6 +11,7 @@ variable ``FASTRELU_NUM_THREADS``.
 
 import operator
 import os
+import warnings
 
 PARALLEL_MIN_SIZE = {
     "relu": 1 << 20,
@@ -22,13 +23,23 @@ PARALLEL_MIN_CHUNK = 1 << 16
 
 
 def _default_threads():
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
     env = os.environ.get("FASTRELU_NUM_THREADS")
     if env:
-        return max(1, int(env))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        try:
+            if int(env) >= 1:
+                return int(env)
+        except ValueError:
+            pass
+        warnings.warn(
+            f"ignoring FASTRELU_NUM_THREADS={env!r}: not a positive integer; using {cpus} threads",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return cpus
 
 
 _num_threads = _default_threads()

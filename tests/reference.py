@@ -23,19 +23,30 @@ def sigmoid_ld(x, beta=1.0):
     return np.where(t >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def _to_longdouble(values):
+    """mpmath numbers to long double; those beyond its range become 0 or inf."""
+    out = []
+    for v in values:
+        if not mpmath.isfinite(v) or abs(v) > mpmath.mpf("1e4900"):
+            out.append(LD(float(v)))
+        elif abs(v) < mpmath.mpf("1e-4900"):
+            out.append(LD(0))
+        else:
+            out.append(LD(mpmath.nstr(v, 40, strip_zeros=False)))
+    return np.array(out, LD)
+
+
 def softplus_mp(x, beta=1.0, prec=160):
     """softplus in mpmath for float64 inputs, returned as long double."""
     with mpmath.workprec(prec):
         b = mpmath.mpf(float(beta))
-        out = [mpmath.log1p(mpmath.exp(b * mpmath.mpf(float(v)))) / b for v in np.ravel(x)]
-        return np.array([LD(str(v)) if mpmath.isfinite(v) else LD(float(v)) for v in out])
+        return _to_longdouble([mpmath.log1p(mpmath.exp(b * mpmath.mpf(float(v)))) / b for v in np.ravel(x)])
 
 
 def sigmoid_mp(x, beta=1.0, prec=160):
     with mpmath.workprec(prec):
         b = mpmath.mpf(float(beta))
-        out = [1 / (1 + mpmath.exp(-b * mpmath.mpf(float(v)))) for v in np.ravel(x)]
-        return np.array([LD(str(v)) for v in out])
+        return _to_longdouble([1 / (1 + mpmath.exp(-b * mpmath.mpf(float(v)))) for v in np.ravel(x)])
 
 
 def ulp_error(y, ref, dtype):

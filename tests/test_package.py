@@ -1,0 +1,92 @@
+"""The package as a user meets it: import, the command-line job, thread settings."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastrelu
+from fastrelu import config
+
+
+def run_python(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_import_loads_no_numba_and_compiles_nothing():
+    code = (
+        "import sys, numpy, fastrelu\n"
+        "assert 'numba' not in sys.modules, 'importing fastrelu imported numba'\n"
+        "from fastrelu import _kernels\n"
+        "assert not _kernels._compiled and not _kernels._dispatchers\n"
+        "fastrelu.relu([1.0])\n"
+        "assert 'numba' in sys.modules\n"
+        "assert list(_kernels._compiled) == [('relu', numpy.dtype('float64'))]\n"
+    )
+    proc = run_python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_main_job_prints_a_row_per_kernel():
+    proc = run_python("-m", "fastrelu", "--size", "70000", "--repeat", "2", "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for name in ("relu", "relu_backward", "softplus", "softplus_backward"):
+        row = [line for line in lines if line.split()[:1] == [name]]
+        assert len(row) == 1, proc.stdout
+        ours, numpy_, ratio, copy = map(float, row[0].split()[1:5])
+        assert ours > 0 and numpy_ > 0 and copy > 0
+        assert ratio == pytest.approx(ours / numpy_, abs=0.06)
+    assert "fastrelu threads: 2" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [["--size", "0"], ["--dtype", "int8"], ["--bogus"], ["--repeat", "x"]])
+def test_main_job_refuses_bad_options(bad):
+    proc = run_python("-m", "fastrelu", *bad)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr
+
+
+def test_set_num_threads_round_trip_and_validation():
+    before = fastrelu.get_num_threads()
+    try:
+        fastrelu.set_num_threads(np.int64(3))
+        assert fastrelu.get_num_threads() == 3
+        for bad in (0, -1, 1.5, True, "2", None):
+            with pytest.raises(ValueError, match="positive integer"):
+                fastrelu.set_num_threads(bad)
+        assert fastrelu.get_num_threads() == 3
+    finally:
+        fastrelu.set_num_threads(before)
+
+
+def threads_seen_with(value):
+    code = "import fastrelu; print(fastrelu.get_num_threads())"
+    return run_python("-c", code, env={**os.environ, "FASTRELU_NUM_THREADS": value})
+
+
+def test_thread_count_from_environment():
+    proc = threads_seen_with("3")
+    assert proc.stdout.strip() == "3" and not proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_bad_thread_count_in_environment_warns_and_uses_all_cpus(value):
+    proc = threads_seen_with(value)
+    assert "FASTRELU_NUM_THREADS" in proc.stderr
+    assert int(proc.stdout) == len(os.sched_getaffinity(0))
+
+
+def test_switchover_sizes_are_positive_for_every_kernel():
+    from fastrelu._loops import LOOPS
+
+    assert set(config.PARALLEL_MIN_SIZE) == set(LOOPS)
+    assert all(v > 0 for v in config.PARALLEL_MIN_SIZE.values())
+
+
+def test_version_matches_the_installed_metadata():
+    from importlib.metadata import version
+
+    assert fastrelu.__version__ == version("fastrelu")
