@@ -14,10 +14,10 @@ import os
 import warnings
 
 PARALLEL_MIN_SIZE = {
-    "relu": 1 << 20,
-    "relu_backward": 1 << 20,
+    "relu": 1 << 21,
+    "relu_backward": 1 << 21,
     "softplus": 1 << 15,
-    "softplus_backward": 1 << 15,
+    "softplus_backward": 1 << 18,
 }
 PARALLEL_MIN_CHUNK = 1 << 16
 
