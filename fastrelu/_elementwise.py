@@ -95,7 +95,7 @@ def broadcast_shape(x, grad):
 
 def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     """Check a scalar keyword argument and return it as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if math.isnan(v) or not (lo < v if lo_open else lo <= v) or not (v < hi if hi_open else v <= hi):

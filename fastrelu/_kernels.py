@@ -60,18 +60,21 @@ def _cache_file_lock(disp):
     """
     cache = getattr(disp, "_cache", None)
     path = getattr(cache, "cache_path", None)
+    fd = None
     try:
         import fcntl
 
         fd = os.open(os.path.join(path, "fastrelu.lock"), os.O_RDWR | os.O_CREAT, 0o666)
-    except (ImportError, OSError, TypeError):
-        yield  # no cache on disk, or no POSIX locks: nothing to serialise
-        return
-    try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError, TypeError):
+        # No cache on disk, no POSIX locks, or a file system without flock:
+        # go on unserialised, as Numba itself does.
+        pass
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
 
 
 def get(name, dtype):
