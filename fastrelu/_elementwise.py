@@ -157,7 +157,7 @@ def run(name, inputs, out, shape, result, scalars=(), compute=None):
     *result*).  All checks on the arguments must already have passed: from
     here on the only errors are those of memory allocation.
     """
-    compute = compute or compute_dtype(result)
+    compute = compute_dtype(result) if compute is None else compute
     if out is None:
         # Follow the inputs' memory order, as NumPy's ufuncs do.
         order = "F"

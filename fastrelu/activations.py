@@ -79,6 +79,9 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
         of the wrong shape or a read-only one.
     TypeError
         For unsupported dtypes, or an ``out`` of the wrong dtype.
+    OverflowError
+        If ``x`` or ``grad`` is a Python int that the integer result dtype
+        cannot hold, as in NumPy.
 
     Notes
     -----

@@ -28,11 +28,13 @@ import numpy as np
 import pytest
 
 import fastrelu
+import fastrelu.config
 
 FUNCS = ("relu", "relu_backward", "softplus", "softplus_backward")
 DTYPES = ("float32", "float64")
 CHUNK = 1 << 16  # config.PARALLEL_MIN_CHUNK
-LARGE = (1 << 18) + 77  # > config.PARALLEL_MIN_SIZE: the thread-pool path, ragged tail
+SPLIT_FROM = 1 << 17  # every kernel takes the thread-pool path from here in these tests
+LARGE = (1 << 18) + 77  # > SPLIT_FROM: the thread-pool path, ragged tail
 SMALL = 1000  # the serial path
 TIMEOUT = 120  # seconds, for every child process, thread join and pool result
 
@@ -206,6 +208,7 @@ def _child_main(spec):
             if time.monotonic() > deadline:
                 raise SystemExit("no go signal")
             time.sleep(0.005)
+    fastrelu.config.PARALLEL_MIN_SIZE = dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM)
     if spec.get("min_chunk"):
         fastrelu.config.PARALLEL_MIN_CHUNK = spec["min_chunk"]
     report = {"pid": os.getpid(), "errors": [], "digests": []}
@@ -248,7 +251,7 @@ _CHILD_SOURCE = "\n\n".join(
             "import hashlib, json, multiprocessing, os, sys, threading, time\n"
             "import numpy as np\n"
             "import fastrelu, fastrelu.config\n\n"
-            f"TIMEOUT = {TIMEOUT!r}\nULPS = {ULPS!r}"
+            f"TIMEOUT = {TIMEOUT!r}\nULPS = {ULPS!r}\nSPLIT_FROM = {SPLIT_FROM!r}"
         ),
         *(inspect.getsource(f) for f in _SHIPPED),
         'if __name__ == "__main__":\n    print(json.dumps(_child_main(json.loads(sys.argv[1]))))\n',
@@ -363,6 +366,20 @@ def _thread_round(num_threads, n_threads=8, dtypes=DTYPES):
             jobs.append(_job(func, dtype, SMALL, 100 * i + k + 50, i + 1, use_out=k % 2 == 1))
         job_lists.append(jobs)
     return {"num_threads": num_threads, "threads": job_lists}
+
+
+@pytest.fixture(autouse=True)
+def split_every_kernel_from_the_same_size(monkeypatch):
+    sizes = dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM)
+    monkeypatch.setattr(fastrelu.config, "PARALLEL_MIN_SIZE", sizes)
+
+
+def test_large_arrays_here_take_the_thread_pool_path():
+    from fastrelu import _threads
+
+    for func in FUNCS:
+        assert _threads.n_chunks(func, LARGE) > 1
+        assert _threads.n_chunks(func, SMALL) == 1
 
 
 @pytest.fixture
