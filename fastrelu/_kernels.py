@@ -15,23 +15,14 @@ fork, so the parallelism lives in a thread pool of our own instead.
 
 import contextlib
 import os
-import threading
+
+from ._threads import ForkSafeLock
 
 _JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
 
 _dispatchers = {}  # loop name -> Numba dispatcher
 _compiled = {}  # (loop name, dtype) -> compiled entry point
-_lock = threading.Lock()
-
-
-def _reset_after_fork():
-    # A lock held by another thread at fork time stays locked in the child.
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only
-    os.register_at_fork(after_in_child=_reset_after_fork)
+_lock = ForkSafeLock()
 
 
 def _dispatcher(numba, name, func):

@@ -12,10 +12,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import config
 
+
+class ForkSafeLock:
+    """A lock that a forked child gets back unlocked, even if another thread
+    of the parent held it at the moment of the fork."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # POSIX only
+            os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self):
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
 _pool = None
 _pool_pid = None
 _pool_size = 0
-_pool_lock = threading.Lock()
+_pool_lock = ForkSafeLock()
 
 # Chunk boundaries fall on multiples of this many elements (a 64-byte cache
 # line of the smallest itemsize), so no two threads write the same line.
@@ -31,16 +51,6 @@ def _executor(workers):
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="fastrelu")
             _pool_pid, _pool_size = os.getpid(), workers
         return _pool
-
-
-def _reset_after_fork():
-    # A lock held by another thread at fork time stays locked in the child.
-    global _pool_lock
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def n_chunks(name, n):

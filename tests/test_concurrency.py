@@ -608,3 +608,26 @@ def test_no_cache_location_at_all_compiles_in_memory():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_fork_while_another_thread_compiles():
+    """A fork while another thread holds fastrelu's compile lock must not
+    leave the child's copy of the lock held forever."""
+    code = (
+        "import os, threading, numpy as np, fastrelu\n"
+        "from fastrelu import _kernels\n"
+        "held, release = threading.Event(), threading.Event()\n"
+        "def hold():\n"
+        "    with _kernels._lock:\n"
+        "        held.set(); release.wait()\n"
+        "t = threading.Thread(target=hold); t.start(); held.wait()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    x = np.array([-1.0, 0.0, 2.0])\n"
+        "    os._exit(0 if fastrelu.relu(x).tolist() == [0.0, 0.0, 2.0] else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "release.set(); t.join()\n"
+        "raise SystemExit(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
