@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -594,40 +595,50 @@ def test_cache_dir_not_writable(tmp_path):
     assert afile.read_text() == "not a folder"
 
 
+def _script_succeeds(code, timeout=120):
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_no_cache_location_at_all_compiles_in_memory():
     """Where Numba finds no cache location, cache=True raises "no locator
     available"; fastrelu then compiles in memory instead of failing."""
-    code = (
-        "import numba.core.caching as caching\n"
-        "caching.CacheImpl._locator_classes = []  # no location anywhere\n"
-        "import numpy as np, fastrelu\n"
-        "from fastrelu import _kernels\n"
-        "x = np.array([-1.0, 0.0, 2.0])\n"
-        "assert fastrelu.relu(x).tolist() == np.maximum(x, 0).tolist()\n"
-        "assert type(_kernels._dispatchers['relu']._cache).__name__ == 'NullCache'\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    _script_succeeds("""
+        import numba.core.caching as caching
+        caching.CacheImpl._locator_classes = []  # no location anywhere
+        import numpy as np, fastrelu
+        from fastrelu import _kernels
+        x = np.array([-1.0, 0.0, 2.0])
+        assert fastrelu.relu(x).tolist() == np.maximum(x, 0).tolist()
+        assert type(_kernels._dispatchers["relu"]._cache).__name__ == "NullCache"
+    """)
 
 
 def test_fork_while_another_thread_compiles():
     """A fork while another thread holds fastrelu's compile lock must not
     leave the child's copy of the lock held forever."""
-    code = (
-        "import os, threading, numpy as np, fastrelu\n"
-        "from fastrelu import _kernels\n"
-        "held, release = threading.Event(), threading.Event()\n"
-        "def hold():\n"
-        "    with _kernels._lock:\n"
-        "        held.set(); release.wait()\n"
-        "t = threading.Thread(target=hold); t.start(); held.wait()\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    x = np.array([-1.0, 0.0, 2.0])\n"
-        "    os._exit(0 if fastrelu.relu(x).tolist() == [0.0, 0.0, 2.0] else 1)\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "release.set(); t.join()\n"
-        "raise SystemExit(os.waitstatus_to_exitcode(status))\n"
+    _script_succeeds(
+        """
+        import os, threading, numpy as np, fastrelu
+        from fastrelu import _kernels
+        held, release = threading.Event(), threading.Event()
+        def hold():
+            with _kernels._lock:
+                held.set()
+                release.wait()
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            x = np.array([-1.0, 0.0, 2.0])
+            os._exit(0 if fastrelu.relu(x).tolist() == [0.0, 0.0, 2.0] else 1)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        t.join()
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+    """,
+        timeout=60,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
