@@ -25,7 +25,10 @@ _compiled = {}  # (loop name, dtype) -> compiled entry point
 _lock = ForkSafeLock()
 
 
-def _dispatcher(numba, name, func):
+def _dispatcher(name, func):
+    """The Numba dispatcher of loop *name*, made on first use."""
+    import numba
+
     disp = _dispatchers.get(name)
     if disp is None:
         if os.environ.get("FASTRELU_CACHE", "1") == "0":
@@ -84,7 +87,7 @@ def get(name, dtype):
             func, n_arrays, n_scalars = LOOPS[name]
             T = numba.from_dtype(dtype)
             sig = (T[::1],) * n_arrays + (T,) * n_scalars
-            disp = _dispatcher(numba, name, func)
+            disp = _dispatcher(name, func)
             with _cache_file_lock(disp):
                 kernel = disp.compile(sig)
             _compiled[key] = kernel
