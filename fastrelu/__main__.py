@@ -8,17 +8,6 @@ import sys
 import numpy as np
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -42,13 +31,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import fastrelu
-    from fastrelu._throughput import format_table, measure
+    from fastrelu._throughput import cpu_model, format_table, measure
 
     if args.threads:
         fastrelu.set_num_threads(args.threads)
     print(
         f"fastrelu {fastrelu.__version__}, NumPy {np.__version__}, Python {platform.python_version()}\n"
-        f"{_cpu_model()}, {os.cpu_count()} CPUs, fastrelu threads: {fastrelu.get_num_threads()}\n"
+        f"{cpu_model()}, {os.cpu_count()} CPUs, fastrelu threads: {fastrelu.get_num_threads()}\n"
         f"{args.size} elements of {args.dtype}, median of {args.repeat} calls, preallocated outputs\n"
     )
     print(format_table(measure(args.size, args.dtype, args.repeat)))

@@ -6,9 +6,9 @@ and so that it also runs as plain Python.  Constants are built with
 ``type(x)(...)`` so that float32 arithmetic stays in float32.
 """
 
-from math import exp, log1p
-
 from numba.extending import register_jitable
+
+from ._libm import exp, is_single, log1p_finite
 
 
 @register_jitable
@@ -35,10 +35,9 @@ def relu_grad(x, grad, at_zero):
 
 @register_jitable
 def _split_factor(x):
-    # Veltkamp's constant 2**ceil(p/2) + 1 for x's precision p: 2**24 + 1 is
-    # not a float32, so this picks 4097 for float32 and 2**27 + 1 for float64.
+    # Veltkamp's constant 2**ceil(p/2) + 1 for x's precision p.
     T = type(x)
-    if T(16777217.0) == T(16777216.0):
+    if is_single(x):
         return T(4097.0)
     return T(134217729.0)
 
@@ -52,6 +51,8 @@ def scaled(x, beta_hi, beta_lo):
     exponential regime of softplus and sigmoid stay accurate when beta != 1.
     ``c`` is zero wherever it cannot be formed (overflow, infinities, NaN).
     """
+    if beta_hi == 1 and beta_lo == 0:
+        return x, type(x)(0)
     t = beta_hi * x
     # Dekker's exact product: split both factors into halves of p/2 bits.
     f = _split_factor(x)
@@ -68,7 +69,7 @@ def scaled(x, beta_hi, beta_lo):
     return t, c
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def softplus(x, beta_hi, beta_lo, threshold):
     """log(1 + exp(beta*x)) / beta without overflow; ``x`` where beta*x > threshold."""
     t, c = scaled(x, beta_hi, beta_lo)
@@ -78,10 +79,10 @@ def softplus(x, beta_hi, beta_lo, threshold):
     # -|t| + ca, and log1p(e*(1 + ca)) ~ log1p(e) + ca*e to first order.
     ca = -c if t > 0 else c
     e = exp(-abs(t))
-    return relu(x) + (log1p(e) + ca * e) / beta_hi
+    return relu(x) + (log1p_finite(e) + ca * e) / beta_hi
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def softplus_grad(x, grad, beta_hi, beta_lo, threshold):
     """grad * sigmoid(beta*x), stable for every x; ``grad`` where beta*x > threshold."""
     t, c = scaled(x, beta_hi, beta_lo)

@@ -40,8 +40,28 @@ def _dispatcher(name, func):
                 # No writable cache location ("no locator available"):
                 # compile in memory, as Numba does without cache=True.
                 disp = numba.njit(**_JIT_OPTIONS)(func)
+        _stamp_with_dependencies(disp)
         _dispatchers[name] = disp
     return disp
+
+
+def _stamp_with_dependencies(disp):
+    """Let a change to the formulas or the maths they inline invalidate the cache.
+
+    Numba stamps a cache index with the modification time and size of the file
+    that defines the function, here ``_loops.py``, and not of the modules whose
+    code it inlined; add theirs to the stamp it compares.
+    """
+    cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
+        return  # no disk cache, or a Numba whose cache works differently
+    from . import _formulas, _libm
+
+    stamps = [cache_file._source_stamp]
+    for module in (_formulas, _libm):
+        st = os.stat(module.__file__)
+        stamps.append((st.st_mtime, st.st_size))
+    cache_file._source_stamp = tuple(stamps)
 
 
 @contextlib.contextmanager

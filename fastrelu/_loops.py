@@ -18,14 +18,28 @@ def relu_backward_loop(x, grad, out, at_zero):
         out[i] = f.relu_grad(x[i], grad[i], at_zero)
 
 
+# The softplus loops have a copy for the default beta = 1, where constant
+# arguments let the compiler drop the exact product beta * x from the formula.
+
+
 def softplus_loop(x, out, beta_hi, beta_lo, threshold):
-    for i in range(out.size):
-        out[i] = f.softplus(x[i], beta_hi, beta_lo, threshold)
+    one, zero = type(beta_hi)(1), type(beta_hi)(0)
+    if beta_hi == one and beta_lo == zero:
+        for i in range(out.size):
+            out[i] = f.softplus(x[i], one, zero, threshold)
+    else:
+        for i in range(out.size):
+            out[i] = f.softplus(x[i], beta_hi, beta_lo, threshold)
 
 
 def softplus_backward_loop(x, grad, out, beta_hi, beta_lo, threshold):
-    for i in range(out.size):
-        out[i] = f.softplus_grad(x[i], grad[i], beta_hi, beta_lo, threshold)
+    one, zero = type(beta_hi)(1), type(beta_hi)(0)
+    if beta_hi == one and beta_lo == zero:
+        for i in range(out.size):
+            out[i] = f.softplus_grad(x[i], grad[i], one, zero, threshold)
+    else:
+        for i in range(out.size):
+            out[i] = f.softplus_grad(x[i], grad[i], beta_hi, beta_lo, threshold)
 
 
 # Loop name -> (python function, number of array arguments, number of scalars).

@@ -62,8 +62,12 @@ def n_chunks(name, n):
 
 def run(name, kernel, n, arrays, scalars):
     """Run ``kernel(*arrays, *scalars)`` over 1-D arrays of length *n*."""
-    chunks = n_chunks(name, n)
-    if chunks == 1:
+    run_chunks(kernel, n, arrays, scalars, n_chunks(name, n))
+
+
+def run_chunks(kernel, n, arrays, scalars, chunks):
+    """Run ``kernel(*arrays, *scalars)`` on *chunks* pieces of the arrays at once."""
+    if chunks <= 1:
         kernel(*arrays, *scalars)
         return
     step = -(-n // chunks)

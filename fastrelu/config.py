@@ -16,8 +16,8 @@ import warnings
 PARALLEL_MIN_SIZE = {
     "relu": 1 << 21,
     "relu_backward": 1 << 21,
-    "softplus": 1 << 15,
-    "softplus_backward": 1 << 18,
+    "softplus": 1 << 18,
+    "softplus_backward": 1 << 20,
 }
 PARALLEL_MIN_CHUNK = 1 << 16
 

@@ -1028,7 +1028,8 @@ def split_threshold(name, x, g, beta, threshold, got):
     above = np.broadcast_to(_beta_x(x, beta) > (np.inf if threshold is None else threshold), shape)
     if threshold is not None:
         # stay clear of "beta*x == threshold" decided in the compute dtype
-        near = np.isclose(_beta_x(x, beta).astype(np.float64), threshold, rtol=1e-3, atol=1e-3)
+        with np.errstate(over="ignore"):  # a product beyond float64 is not near any threshold
+            near = np.isclose(_beta_x(x, beta).astype(np.float64), threshold, rtol=1e-3, atol=1e-3)
         keep = ~np.broadcast_to(near, shape)
     else:
         keep = np.ones(shape, bool)

@@ -18,6 +18,7 @@ import inspect
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -600,6 +601,36 @@ def _script_succeeds(code, timeout=120):
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("changed", ["_loops.py", "_formulas.py", "_libm.py"])
+def test_a_changed_module_makes_the_cache_stale(tmp_path, changed):
+    """The loops inline code from other modules; editing any of them must
+    recompile instead of loading the old machine code from the cache."""
+    # A copy under another name, so that an editable install of fastrelu
+    # cannot shadow it; the package imports itself only relatively.
+    package = tmp_path / "fastrelu_copy"
+    shutil.copytree(os.path.dirname(fastrelu.__file__), package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = (
+        "import numpy as np, fastrelu_copy as fastrelu; from fastrelu_copy import _kernels\n"
+        "fastrelu.softplus(np.ones(3, np.float32))\n"
+        "print(sum(_kernels._dispatchers['softplus'].stats.cache_misses.values()))"
+    )
+
+    def misses():
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT
+        )
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+
+    assert misses() == 1
+    assert misses() == 0
+    source = package / changed
+    source.write_text(source.read_text() + "\n# edited\n")
+    assert misses() == 1
+    assert misses() == 0
 
 
 def test_no_cache_location_at_all_compiles_in_memory():

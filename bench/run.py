@@ -1,0 +1,117 @@
+"""Run the benchmark suite and render it into docs/performance.md.
+
+    python bench/run.py [--json FILE] [--output PAGE] [--repeat N] [pytest options]
+
+Runs ``bench/test_kernels.py`` and ``bench/test_startup.py`` under
+pytest-benchmark, then ``bench/render.py`` on the JSON they wrote; with
+``--repeat N``, N times, rendering each benchmark's median over the runs.  Options
+other than ``--json``, ``--output`` and ``--repeat`` go to pytest after the defaults here,
+so that they override them (``--benchmark-max-time=2``, ``-k softplus``).
+``FASTRELU_BENCH_SIZES=12,16`` restricts the sizes to 2**12 and 2**16
+elements.  ``bench/test_switchover.py``, the slow serial-against-threaded
+sweep, is left out; it runs on its own (see its docstring).
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from render import render
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ["bench/test_kernels.py", "bench/test_startup.py"]
+# pyproject's addopts hold --benchmark-disable, which --benchmark-enable
+# overrides.  Each benchmark runs for max-time seconds or min-rounds rounds,
+# whichever is longer; a round repeats the call for at least 0.2 ms, which
+# keeps the timer's own cost out of small sizes and the JSON to a few MB.
+PYTEST_DEFAULTS = [
+    "--benchmark-enable",
+    "--benchmark-min-rounds=5",
+    "--benchmark-max-time=0.5",
+    "--benchmark-min-time=0.0002",
+    "--benchmark-columns=median,iqr,rounds,iterations",
+    "-p",
+    "no:cacheprovider",
+]
+
+
+def pytest_command(json_path, pytest_args=()):
+    """The command line that runs the suite and writes *json_path*.
+
+    Parameters
+    ----------
+    json_path : str or Path
+        Where pytest-benchmark writes its JSON.
+    pytest_args : sequence of str, optional
+        Further pytest options; they come last and so take precedence.
+
+    Returns
+    -------
+    list of str
+    """
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        *SUITE,
+        *PYTEST_DEFAULTS,
+        f"--benchmark-json={json_path}",
+        *pytest_args,
+    ]
+
+
+def main(argv=None):
+    """Run the suite, then render it; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        ``--json FILE`` (default ``.benchmarks/fastrelu-bench.json``),
+        ``--output PAGE`` (default ``docs/performance.md``), and pytest
+        options.
+    """
+    parser = argparse.ArgumentParser(
+        description="Run the benchmark suite in bench/ and render it into docs/performance.md.",
+        epilog="Other options go to pytest.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / ".benchmarks" / "fastrelu-bench.json",
+        help="the results file (default: .benchmarks/fastrelu-bench.json)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "docs" / "performance.md", help="default: docs/performance.md"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the suite this many times and render the median of the runs (default: 1)",
+    )
+    args, pytest_args = parser.parse_known_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    base = args.json.resolve()
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if args.repeat == 1:
+        paths = [base]
+    else:
+        paths = [base.with_suffix(f".{i}.json") for i in range(1, args.repeat + 1)]
+    for path in paths:
+        path.unlink(missing_ok=True)  # never render the results of an earlier run
+    for path in paths:
+        status = subprocess.call(pytest_command(path, pytest_args), cwd=ROOT)
+        if status != 0 or not path.exists():
+            message = f"run.py: pytest exited with status {status}; {args.output} left as it was"
+            print(message, file=sys.stderr)
+            return status or 1
+    image = render(paths, args.output)
+    print(f"wrote {args.output}" + (f" and {image}" if image else "") + f" from {', '.join(map(str, paths))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""fastrelu's own exp and log1p, in ULP against wider references, over the whole float range.
+
+float32 is checked on a dense sweep of bit patterns here and on every one of
+the 2**32 patterns in a slow test (``python -m pytest -m slow``); float64 on
+random bit patterns and on dense samples of the ranges that matter.
+"""
+
+import numba
+import numpy as np
+import pytest
+from reference import HAVE_EXTENDED, LD, ulp_error
+
+from fastrelu import _libm
+
+MAX_ULP = 1.5  # both functions are designed for about one ULP
+
+needs_extended = pytest.mark.skipif(not HAVE_EXTENDED, reason="long double is not extended precision here")
+
+
+@numba.njit(error_model="numpy")
+def _exp_loop(x, out):
+    for i in range(x.size):
+        out[i] = _libm.exp(x[i])
+
+
+@numba.njit(error_model="numpy")
+def _log1p_loop(x, out):
+    for i in range(x.size):
+        out[i] = _libm.log1p(x[i])
+
+
+FUNCTIONS = {"exp": (_exp_loop, np.exp), "log1p": (_log1p_loop, np.log1p)}
+
+
+def compute(name, x):
+    out = np.empty_like(x)
+    FUNCTIONS[name][0](x, out)
+    return out
+
+
+def ulp_error_float32(got, ref):
+    """|got - ref| in float32 ULP at ref's magnitude, all in float64 (fast)."""
+    _, e = np.frexp(np.maximum(np.abs(ref), np.finfo(np.float32).smallest_normal))
+    return np.abs(got - ref) / np.ldexp(1.0, e - 24)
+
+
+def worst_error(name, x):
+    """Largest ULP error of fastrelu's *name* on *x*, after checking that the
+    results the dtype cannot hold finitely (inf, NaN, 0 from underflow) are
+    exactly the correctly rounded ones.
+
+    The reference is NumPy's function in a wider type: float64 for float32
+    (its own error, below 2**-52 relative, is far below a float32 ULP) and
+    long double for float64.
+    """
+    got = compute(name, x)
+    wide = np.float64 if x.dtype == np.float32 else LD
+    with np.errstate(all="ignore"):
+        ref = FUNCTIONS[name][1](x.astype(wide))
+        rounded = ref.astype(x.dtype)
+    finite = np.isfinite(rounded)
+    same = (got == rounded) | (np.isnan(got) & np.isnan(rounded))
+    assert same[~finite].all(), f"{name}({x[~finite & ~same][:5]}) = {got[~finite & ~same][:5]}"
+    if not finite.any():
+        return 0.0, None
+    if x.dtype == np.float32:
+        err = ulp_error_float32(got[finite].astype(np.float64), ref[finite])
+    else:
+        err = ulp_error(got[finite], ref[finite], x.dtype)
+    i = int(np.argmax(err))
+    return float(err[i]), x[finite][i]
+
+
+def check_float32_patterns(name, step, chunk=1 << 24):
+    """Every *step*-th float32 bit pattern, both signs, NaNs included."""
+    worst = (0.0, None)
+    for start in range(0, 1 << 32, chunk * step):
+        bits = np.arange(start, min(start + chunk * step, 1 << 32), step, dtype=np.uint64)
+        worst = max(worst, worst_error(name, bits.astype(np.uint32).view(np.float32)), key=lambda w: w[0])
+    print(f"float32 {name}: max error {worst[0]:.3f} ULP at x={worst[1]!r}")
+    assert worst[0] <= MAX_ULP, worst
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float32_dense_sweep(name):
+    check_float32_patterns(name, step=61)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float32_every_bit_pattern(name):
+    check_float32_patterns(name, step=1)
+
+
+def float64_samples(name, rng, n=1 << 20):
+    random_bits = rng.integers(0, 1 << 64, n, dtype=np.uint64).view(np.float64)
+    if name == "exp":  # all of the range where exp is neither 0 nor inf
+        ranges = [rng.uniform(-746, 710, n), rng.uniform(-1, 1, n // 4)]
+    else:  # near -1, near 0, and magnitudes over the whole range
+        ranges = [
+            rng.uniform(-1, 3, n),
+            rng.uniform(-1e-6, 1e-6, n // 4),
+            np.expm1(-np.exp2(rng.uniform(-60, 5, n // 4))),
+            np.exp2(rng.uniform(-1074, 1024, n // 4)),
+        ]
+    return np.concatenate([random_bits, *ranges])
+
+
+@needs_extended
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float64(name):
+    err, x = worst_error(name, float64_samples(name, np.random.default_rng(7)))
+    print(f"float64 {name}: max error {err:.3f} ULP at x={x!r}")
+    assert err <= MAX_ULP, (err, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_edge_values(dtype):
+    fi = np.finfo(dtype)
+    T = dtype
+    tiny = fi.smallest_subnormal
+    cases = {
+        "exp": [
+            (0.0, 1.0),
+            (-0.0, 1.0),
+            (np.inf, np.inf),
+            (-np.inf, 0.0),
+            (fi.max, np.inf),
+            (-fi.max, 0.0),
+            (tiny, 1.0),
+            (-tiny, 1.0),
+            (np.log(LD(fi.max)) * 1.0001, np.inf),
+            (np.log(LD(tiny)) * 1.01, 0.0),
+        ],
+        "log1p": [
+            (0.0, 0.0),
+            (-1.0, -np.inf),
+            (np.nextafter(T(-1), T(-2)), np.nan),
+            (-2.0, np.nan),
+            (-np.inf, np.nan),
+            (np.inf, np.inf),
+            (fi.max, np.log(LD(fi.max))),
+            (tiny, tiny),
+            (-tiny, -tiny),
+            (fi.smallest_normal, fi.smallest_normal),
+        ],
+    }
+    for name, pairs in cases.items():
+        x = np.array([p[0] for p in pairs], T)
+        want = np.array([p[1] for p in pairs], LD).astype(T)
+        got = compute(name, x)
+        np.testing.assert_array_equal(got, want, err_msg=f"{name}({x})")
+        assert compute(name, np.array([np.nan], T))[0] != compute(name, np.array([np.nan], T))[0]
+    # The sign of zero survives log1p, as in C's log1p.
+    assert np.signbit(compute("log1p", np.array([-0.0], T))[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_python_agrees_with_compiled(dtype):
+    """The same functions run as plain Python (as in the CUDA simulator); the
+    compiled code may fuse multiply-adds, so allow one ULP between them."""
+    rng = np.random.default_rng(3)
+    x = {
+        "exp": rng.uniform(-80, 80, 300).astype(dtype),
+        "log1p": np.concatenate([rng.uniform(-0.99, 2, 200), np.exp2(rng.uniform(-30, 100, 100))]).astype(
+            dtype
+        ),
+    }
+    for name, values in x.items():
+        compiled = compute(name, values)
+        plain = np.array([getattr(_libm, name)(v) for v in values])
+        assert plain.dtype == dtype
+        assert np.all(np.abs(plain - compiled) <= np.spacing(np.abs(compiled))), name
+
+
+@pytest.mark.parametrize("dtype, itype", [(np.float32, np.int32), (np.float64, np.int64)])
+def test_bit_casts(dtype, itype):
+    values = np.array([0.0, -0.0, 1.5, -np.inf, np.finfo(dtype).smallest_subnormal], dtype)
+
+    @numba.njit
+    def roundtrip(x, bits, back):
+        for i in range(x.size):
+            bits[i] = _libm.float_bits(x[i])
+            back[i] = _libm.bits_float(bits[i])
+
+    bits, back = np.empty(values.size, itype), np.empty_like(values)
+    roundtrip(values, bits, back)
+    np.testing.assert_array_equal(bits, values.view(itype))
+    np.testing.assert_array_equal(back.view(itype), values.view(itype))
+    for v, b in zip(values, bits):
+        assert _libm.float_bits(v) == b and type(_libm.float_bits(v)) is itype
+        assert _libm.bits_float(itype(b)).view(itype) == b
