@@ -9,7 +9,8 @@ Both work in the precision of their argument (float32 or float64) and stay
 within about one ULP of the exact result over the whole float range.
 
 Like :mod:`fastrelu._formulas`, every function also runs as plain Python on
-NumPy scalars; only the bit casts need separate compiled implementations.
+NumPy scalars; only the bit casts and ``mul_add`` have separate compiled
+implementations (Numba intrinsics).
 The polynomial coefficients are near-minimax fits (``mpmath.chebyfit``) of
 the functions named beside them, rounded to the working precision.
 """
@@ -21,6 +22,7 @@ from numba.extending import intrinsic, overload, register_jitable
 
 _INT_OF = {types.float32: types.int32, types.float64: types.int64}
 _FLOAT_OF = {v: k for k, v in _INT_OF.items()}
+_FLOAT_TYPES = frozenset(_INT_OF)
 _NP_INT_OF = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 _NP_FLOAT_OF = {np.dtype(np.int32): np.float32, np.dtype(np.int64): np.float64}
 
@@ -68,7 +70,7 @@ def mul_add(a, b, c):
 
 @intrinsic
 def _fmuladd(typingctx, a, b, c):
-    if not (a in _INT_OF and a == b == c):
+    if not (a in _FLOAT_TYPES and a == b == c):
         return None
 
     def codegen(context, builder, signature, args):
@@ -81,13 +83,13 @@ def _fmuladd(typingctx, a, b, c):
 
 @overload(mul_add)
 def _mul_add_jit(a, b, c):
-    if a in _INT_OF and a == b == c:
+    if a in _FLOAT_TYPES and a == b == c:
         return lambda a, b, c: _fmuladd(a, b, c)
 
 
 @overload(float_bits)
 def _float_bits_jit(x):
-    if x in _INT_OF:
+    if x in _FLOAT_TYPES:
         return lambda x: _to_int(x)
 
 
