@@ -5,6 +5,7 @@ strides, broadcasting, ``out=``) and run Numba-compiled kernels, on several
 threads for large arrays.
 """
 
+from ._device import cuda_available
 from .activations import relu, relu_backward, softplus, softplus_backward
 from .config import get_num_threads, set_num_threads
 
@@ -17,4 +18,5 @@ __all__ = [
     "softplus_backward",
     "get_num_threads",
     "set_num_threads",
+    "cuda_available",
 ]

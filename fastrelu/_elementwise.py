@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import _kernels, _threads
+from . import _device, _kernels, _threads
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -21,12 +21,18 @@ _SUPPORTED_FLOATS = (_FLOAT16, _FLOAT32, FLOAT64)
 
 
 def as_array(name, value):
-    """``np.asarray(value)`` in native byte order, refusing dtypes the kernels cannot compute."""
-    arr = value if type(value) is np.ndarray else np.asarray(value)
+    """``np.asarray(value)`` in native byte order, or a device array's
+    :class:`~fastrelu._device.DeviceOperand`, refusing dtypes the kernels
+    cannot compute."""
+    if _device.is_device_array(value):
+        arr = _device.DeviceOperand(name, value)
+        if not arr.dtype.isnative:
+            raise TypeError(f"{name} is a device array of non-native byte order {arr.dtype.str}")
+    else:
+        arr = value if type(value) is np.ndarray else np.asarray(value)
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
     dt = arr.dtype
-    if not dt.isnative:
-        arr = arr.astype(dt.newbyteorder("="))
-        dt = arr.dtype
     if dt in _SUPPORTED_FLOATS or dt.kind in "iu":
         return arr
     raise TypeError(
@@ -106,13 +112,18 @@ def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=Fa
 
 def check_out(out, shape, dtype):
     """Raise unless *out* can receive a result of *shape* and *dtype*."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if _device.is_device_array(out):
+        out = _device.DeviceOperand("out", out)
+        readonly = out.readonly
+    elif isinstance(out, np.ndarray):
+        readonly = not out.flags.writeable
+    else:
+        raise TypeError(f"out must be a NumPy or device array, got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
     if out.dtype != dtype:
         raise TypeError(f"out has dtype {out.dtype}, but the result has dtype {dtype}")
-    if not out.flags.writeable:
+    if readonly:
         raise ValueError("out is read-only")
 
 
@@ -150,14 +161,19 @@ def _input_view(a, shape, compute, order, out):
     return _flat(buf, order)
 
 
-def run(name, inputs, out, shape, result, scalars=(), compute=None):
+def run(name, inputs, out, shape, result, scalars=(), compute=None, place="cpu", stream=None):
     """Compute loop *name* over *inputs* into *out* (or a new array) and return it.
 
     The loop computes in *compute* (default: :func:`compute_dtype` of
-    *result*).  All checks on the arguments must already have passed: from
-    here on the only errors are those of memory allocation.
+    *result*), on the CPU or, for *place* "cuda", on the GPU (on *stream*).
+    All checks on the arguments must already have passed: from here on the
+    only errors are those of memory allocation.
     """
     compute = compute_dtype(result) if compute is None else compute
+    if place == "cuda":
+        from . import _cuda
+
+        return _cuda.run(name, inputs, out, shape, result, scalars, compute, stream)
     if out is None:
         # Follow the inputs' memory order, as NumPy's ufuncs do.
         order = "F"

@@ -4,10 +4,28 @@ import math
 
 import numpy as np
 
+from . import _device
 from . import _elementwise as ew
 
+_DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
+        Where to compute.  ``None`` follows the data: GPU arrays (objects
+        with ``__cuda_array_interface__``: Numba device arrays, CuPy arrays,
+        PyTorch CUDA tensors) run on the GPU and give a GPU array of the same
+        kind; host arrays run on the CPU.  ``"cuda"`` with host arrays copies
+        them to the GPU, computes there and returns a NumPy array.
+    stream : optional
+        The CUDA stream for a GPU call (a Numba, CuPy or PyTorch stream);
+        the default stream if not given.  Ignored on the CPU."""
 
-def relu(x, out=None):
+
+def _documented(func):
+    """Fill in the parameters every public function shares."""
+    func.__doc__ = func.__doc__.replace("{device_parameters}", _DEVICE_PARAMETERS)
+    return func
+
+
+@_documented
+def relu(x, out=None, *, device=None, stream=None):
     """Rectified linear unit, ``max(x, 0)``, element by element.
 
     Parameters
@@ -18,6 +36,7 @@ def relu(x, out=None):
     out : ndarray, optional
         Array of the result's shape and dtype that receives the result; it may
         be ``x`` itself.
+    {device_parameters}
 
     Returns
     -------
@@ -28,9 +47,11 @@ def relu(x, out=None):
 
     Raises
     ------
+    RuntimeError
+        For ``device="cuda"`` where no CUDA GPU can be used.
     TypeError
-        For bool, complex, object, string and other non-numeric dtypes, or an
-        ``out`` of the wrong dtype.
+        For bool, complex, object, string and other non-numeric dtypes, an
+        ``out`` of the wrong dtype, or host and GPU arrays in one call.
     ValueError
         For an ``out`` of the wrong shape or a read-only ``out``.
 
@@ -40,13 +61,15 @@ def relu(x, out=None):
     >>> fastrelu.relu(np.array([-2.0, -0.0, 0.5, 3.0]))
     array([0. , 0. , 0.5, 3. ])
     """
+    place = _device.placement(device, {"x": x}, out)
     x = ew.as_array("x", x)
     if out is not None:
         ew.check_out(out, x.shape, x.dtype)
-    return ew.run("relu", [x], out, x.shape, x.dtype)
+    return ew.run("relu", [x], out, x.shape, x.dtype, place=place, stream=stream)
 
 
-def relu_backward(x, grad, out=None, *, at_zero=0.0):
+@_documented
+def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
     """Gradient of ReLU: the upstream gradient masked by ``x > 0``.
 
     Parameters
@@ -62,6 +85,7 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
         The subgradient used where ``x == 0`` (either sign of zero), a number
         in ``[0, 1]``, the subdifferential of ReLU at 0.  The default 0 is
         the choice of PyTorch, TensorFlow/Keras and JAX.
+    {device_parameters}
 
     Returns
     -------
@@ -73,12 +97,15 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
 
     Raises
     ------
+    RuntimeError
+        For ``device="cuda"`` where no CUDA GPU can be used.
     ValueError
         If ``at_zero`` is not a number in ``[0, 1]`` (for an integer result,
         not 0 or 1), if ``x`` and ``grad`` do not broadcast, or for an ``out``
         of the wrong shape or a read-only one.
     TypeError
-        For unsupported dtypes, or an ``out`` of the wrong dtype.
+        For unsupported dtypes, an ``out`` of the wrong dtype, or host and
+        GPU arrays in one call.
     OverflowError
         If ``x`` or ``grad`` is a Python int that the integer result dtype
         cannot hold, as in NumPy.
@@ -101,6 +128,7 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
     >>> fastrelu.relu_backward(x, np.ones(4), at_zero=1.0)
     array([0., 1., 1., 1.])
     """
+    place = _device.placement(device, {"x": x, "grad": grad}, out)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     result = ew.promote(xa.dtype, x, ga.dtype, grad)
@@ -112,7 +140,7 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0):
     # Rounded to the result dtype first, so that a float16 result is the
     # float16 product; the float32 product of two float16 numbers is exact.
     scalars = (ew.compute_dtype(result).type(result.type(at_zero)),)
-    return ew.run("relu_backward", [xa, ga], out, shape, result, scalars)
+    return ew.run("relu_backward", [xa, ga], out, shape, result, scalars, place=place, stream=stream)
 
 
 def _softplus_setup(beta, threshold, result):
@@ -133,7 +161,8 @@ def _softplus_setup(beta, threshold, result):
         return compute, (beta_hi, T(beta - float(beta_hi)), T(threshold))
 
 
-def softplus(x, out=None, *, beta=1.0, threshold=None):
+@_documented
+def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
     """Softplus, ``log(1 + exp(beta * x)) / beta``, element by element.
 
     Computed without overflow and accurate to a few units in the last place
@@ -155,6 +184,7 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
         PyTorch parity mode: where ``beta * x > threshold`` the result is
         ``x`` itself, as in ``torch.nn.functional.softplus`` (whose default is
         20).  The default ``None`` evaluates the exact function everywhere.
+    {device_parameters}
 
     Returns
     -------
@@ -164,11 +194,14 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
 
     Raises
     ------
+    RuntimeError
+        For ``device="cuda"`` where no CUDA GPU can be used.
     ValueError
         If ``beta`` is not finite and > 0, if ``threshold`` is NaN or not a
         number, or for an ``out`` of the wrong shape or a read-only one.
     TypeError
-        For unsupported dtypes, or an ``out`` of the wrong dtype.
+        For unsupported dtypes, an ``out`` of the wrong dtype, or host and
+        GPU arrays in one call.
 
     Examples
     --------
@@ -176,15 +209,17 @@ def softplus(x, out=None, *, beta=1.0, threshold=None):
     >>> fastrelu.softplus(np.array([-1000.0, 0.0, 100.0]))
     array([  0.        ,   0.69314718, 100.        ])
     """
+    place = _device.placement(device, {"x": x}, out)
     x = ew.as_array("x", x)
     result = ew.float_result(x.dtype)
     compute, scalars = _softplus_setup(beta, threshold, result)
     if out is not None:
         ew.check_out(out, x.shape, result)
-    return ew.run("softplus", [x], out, x.shape, result, scalars, compute)
+    return ew.run("softplus", [x], out, x.shape, result, scalars, compute, place, stream)
 
 
-def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
+@_documented
+def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
     """Gradient of softplus: ``grad * sigmoid(beta * x)``.
 
     Parameters
@@ -200,6 +235,7 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
         As in :func:`softplus`.
     threshold : float, optional
         PyTorch parity mode: ``grad`` itself where ``beta * x > threshold``.
+    {device_parameters}
 
     Returns
     -------
@@ -211,10 +247,13 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
 
     Raises
     ------
+    RuntimeError
+        For ``device="cuda"`` where no CUDA GPU can be used.
     ValueError
         As :func:`softplus`, and if ``x`` and ``grad`` do not broadcast.
     TypeError
-        For unsupported dtypes, or an ``out`` of the wrong dtype.
+        For unsupported dtypes, an ``out`` of the wrong dtype, or host and
+        GPU arrays in one call.
 
     Examples
     --------
@@ -222,6 +261,7 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
     >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
     array([0. , 0.5, 1. ])
     """
+    place = _device.placement(device, {"x": x, "grad": grad}, out)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     # The dtype NumPy would give grad * sigmoid(x), sigmoid's dtype being softplus's.
@@ -229,4 +269,4 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None):
     compute, scalars = _softplus_setup(beta, threshold, result)
     if out is not None:
         ew.check_out(out, shape, result)
-    return ew.run("softplus_backward", [xa, ga], out, shape, result, scalars, compute)
+    return ew.run("softplus_backward", [xa, ga], out, shape, result, scalars, compute, place, stream)

@@ -1,0 +1,140 @@
+"""Where a call runs, and the GPU side of the NumPy-compatible front.
+
+A call runs on the GPU when an operand lives there: an object exposing
+``__cuda_array_interface__`` (a Numba device array, a CuPy array, a PyTorch
+CUDA tensor), or when it asks with ``device="cuda"``.  Nothing here imports
+Numba's CUDA support until a call needs it.
+
+Device operands are described by :class:`DeviceOperand` (shape, dtype,
+strides, address), checked by the same rules as host arrays, and handed to
+the kernels of :mod:`fastrelu._cuda` as 1-D contiguous device arrays: the
+very same memory when an operand is contiguous with the compute dtype and
+the result's shape, otherwise a contiguous copy made on the device
+(broadcast, strided, cast, or away from a partial overlap with ``out``).
+"""
+
+import numpy as np
+
+DEVICES = (None, "cpu", "cuda")
+
+
+def cuda_available():
+    """Whether a CUDA GPU (or Numba's CUDA simulator) can run fastrelu's kernels.
+
+    Never raises and prints nothing: without numba-cuda, a driver or a GPU
+    the answer is False.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import fastrelu
+    >>> fastrelu.cuda_available() in (True, False)
+    True
+    """
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from numba import cuda
+
+            return bool(cuda.is_available())
+    except Exception:  # a missing CUDA library raises RuntimeError, not ImportError
+        return False
+
+
+def _simulated(obj):
+    """A device array of Numba's CUDA simulator (it has no interface)."""
+    return type(obj).__name__ == "FakeCUDAArray"
+
+
+def is_device_array(obj):
+    return hasattr(obj, "__cuda_array_interface__") or _simulated(obj)
+
+
+class DeviceOperand:
+    """A device array as the front sees it: ``shape``, ``dtype``, ``ndim``,
+    byte ``strides``, the address of element 0, and the object itself."""
+
+    def __init__(self, name, obj):
+        self.name, self.obj = name, obj
+        if _simulated(obj):
+            host = obj._ary  # the simulator keeps device memory in a NumPy array
+            self.shape, self.dtype, self.strides = host.shape, host.dtype, host.strides
+            self.ptr, self.readonly = host.ctypes.data, not host.flags.writeable
+        else:
+            cai = obj.__cuda_array_interface__
+            self.shape, self.dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+            strides = cai.get("strides")
+            self.strides = tuple(strides) if strides is not None else _c_strides(self.shape, self.dtype)
+            self.ptr, self.readonly = cai["data"]
+        self.ndim, self.size = len(self.shape), int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def kind(self):
+        """The library that made the array: "cupy", "torch" or "numba"."""
+        return type(self.obj).__module__.split(".")[0]
+
+    def c_contiguous(self):
+        return self.strides == _c_strides(self.shape, self.dtype) or self.size <= 1
+
+    def span(self):
+        """(lowest address, number of elements) of the memory the array spans."""
+        lo = hi = self.ptr
+        for n, s in zip(self.shape, self.strides):
+            if n == 0:
+                return self.ptr, 0
+            lo, hi = lo + min(0, s * (n - 1)), hi + max(0, s * (n - 1))
+        return lo, (hi - lo) // self.dtype.itemsize + 1
+
+
+def _c_strides(shape, dtype):
+    strides, step = [], dtype.itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def placement(device, arrays, out):
+    """Where a call with these operands runs: "cpu" or "cuda".
+
+    *arrays* maps argument names to what the caller passed; host scalars
+    (Python numbers, NumPy scalars and 0-d arrays) go with either side.
+    Raises before anything is computed: ``ValueError`` for an unknown
+    *device*, ``TypeError`` for host and device arrays in one call (no
+    silent copies) or device arrays with ``device="cpu"``, ``RuntimeError``
+    for ``device="cuda"`` without a usable GPU.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    named = dict(arrays, out=out) if out is not None else dict(arrays)
+    on_device = [name for name, a in named.items() if is_device_array(a)]
+    on_host = [name for name, a in named.items() if not is_device_array(a) and np.ndim(a) > 0]
+    if device == "cpu" and on_device:
+        raise TypeError(
+            f"device='cpu', but {', '.join(on_device)} {'is' if len(on_device) == 1 else 'are'} "
+            "on the GPU: copy to the host first"
+        )
+    if device is None:
+        if on_device and on_host:
+            raise TypeError(
+                f"{', '.join(on_device)} on the GPU and {', '.join(on_host)} on the host in one call: "
+                "move them to one side first, or pass device='cuda' with host arrays only"
+            )
+        return "cuda" if on_device else "cpu"
+    if device == "cuda":
+        if on_device and on_host:
+            raise TypeError(
+                f"device='cuda' takes either host arrays (copied in and out) or device arrays, "
+                f"not both: {', '.join(on_device)} on the GPU, {', '.join(on_host)} on the host"
+            )
+        if not cuda_available():
+            raise RuntimeError(
+                "device='cuda', but no usable CUDA GPU was found (see fastrelu.cuda_available())"
+            )
+        return "cuda"
+    return "cpu"
