@@ -67,9 +67,12 @@ def ref_relu_backward(x, g, at_zero, result):
     x, g = np.asarray(x), np.asarray(g)
     cd = compute_dtype(result)
     gc = g.astype(result).astype(cd)
+    # at_zero is converted to the result dtype first, as documented: a float16
+    # result is the float16 product, whatever float16 at_zero was asked for.
+    a = cd.type(result.type(at_zero))
     with np.errstate(all="ignore"):
-        # at_zero == 0 (after conversion to the compute dtype) is a mask, not a product
-        at0 = gc * cd.type(at_zero) if cd.type(at_zero) != 0 else np.zeros_like(gc)
+        # at_zero == 0 (after conversion to the result dtype) is a mask, not a product
+        at0 = gc * a if a != 0 else np.zeros_like(gc)
         r = np.where(x > 0, gc, np.where(x == 0, at0, cd.type(0)))
         if x.dtype.kind == "f":
             r = np.where(np.isnan(x), cd.type(np.nan), r)
@@ -1128,3 +1131,14 @@ def test_worked_example_relu_mse(at_zero, literal):
         e[i] = h
         num = (np.mean((np.maximum(x + e, 0) - 1) ** 2) - np.mean((np.maximum(x - e, 0) - 1) ** 2)) / (2 * h)
         assert dx[i] == pytest.approx(num, abs=1e-6)
+
+
+def test_at_zero_is_rounded_to_the_result_dtype_first():
+    """Found by hypothesis: with a float16 result, at_zero is a float16 before
+    it multiplies grad, so the result is the float16 product (here 118.4, where
+    the float32 at_zero would give 118.44)."""
+    at_zero = 0.9785794952940261
+    got = fr.relu_backward(np.float16(0), np.int8(121), at_zero=at_zero)
+    want = np.float16(np.float32(np.float16(at_zero)) * np.float32(121))
+    assert got == want and got.dtype == np.float16
+    assert got != np.float16(np.float32(at_zero) * np.float32(121))
