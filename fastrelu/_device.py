@@ -52,6 +52,8 @@ def _simulated(obj):
 
 
 def is_device_array(obj):
+    if type(obj) is np.ndarray:
+        return False
     return hasattr(obj, "__cuda_array_interface__") or _simulated(obj)
 
 
@@ -99,16 +101,27 @@ def _c_strides(shape, dtype):
     return tuple(reversed(strides))
 
 
-def placement(device, arrays, out):
+_ABSENT = object()
+
+
+def placement(device, out, x, grad=_ABSENT):
     """Where a call with these operands runs: "cpu" or "cuda".
 
-    *arrays* maps argument names to what the caller passed; host scalars
-    (Python numbers, NumPy scalars and 0-d arrays) go with either side.
-    Raises before anything is computed: ``ValueError`` for an unknown
-    *device*, ``TypeError`` for host and device arrays in one call (no
-    silent copies) or device arrays with ``device="cpu"``, ``RuntimeError``
-    for ``device="cuda"`` without a usable GPU.
+    Host scalars (Python numbers, NumPy scalars and 0-d arrays) go with
+    either side.  Raises before anything is computed: ``ValueError`` for an
+    unknown *device*, ``TypeError`` for host and device arrays in one call
+    (no silent copies) or device arrays with ``device="cpu"``,
+    ``RuntimeError`` for ``device="cuda"`` without a usable GPU.
     """
+    host = np.ndarray
+    if (
+        device is None
+        and type(x) is host
+        and (grad is _ABSENT or type(grad) is host or type(grad) is float)
+        and (out is None or type(out) is host)
+    ):
+        return "cpu"  # the common case, kept cheap for small calls
+    arrays = {"x": x} if grad is _ABSENT else {"x": x, "grad": grad}
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     named = dict(arrays, out=out) if out is not None else dict(arrays)

@@ -24,7 +24,7 @@ def as_array(name, value):
     """``np.asarray(value)`` in native byte order, or a device array's
     :class:`~fastrelu._device.DeviceOperand`, refusing dtypes the kernels
     cannot compute."""
-    if _device.is_device_array(value):
+    if type(value) is not np.ndarray and _device.is_device_array(value):
         arr = _device.DeviceOperand(name, value)
         if not arr.dtype.isnative:
             raise TypeError(f"{name} is a device array of non-native byte order {arr.dtype.str}")

@@ -61,7 +61,7 @@ def relu(x, out=None, *, device=None, stream=None):
     >>> fastrelu.relu(np.array([-2.0, -0.0, 0.5, 3.0]))
     array([0. , 0. , 0.5, 3. ])
     """
-    place = _device.placement(device, {"x": x}, out)
+    place = _device.placement(device, out, x)
     x = ew.as_array("x", x)
     if out is not None:
         ew.check_out(out, x.shape, x.dtype)
@@ -128,7 +128,7 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
     >>> fastrelu.relu_backward(x, np.ones(4), at_zero=1.0)
     array([0., 1., 1., 1.])
     """
-    place = _device.placement(device, {"x": x, "grad": grad}, out)
+    place = _device.placement(device, out, x, grad)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     result = ew.promote(xa.dtype, x, ga.dtype, grad)
@@ -209,7 +209,7 @@ def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None)
     >>> fastrelu.softplus(np.array([-1000.0, 0.0, 100.0]))
     array([  0.        ,   0.69314718, 100.        ])
     """
-    place = _device.placement(device, {"x": x}, out)
+    place = _device.placement(device, out, x)
     x = ew.as_array("x", x)
     result = ew.float_result(x.dtype)
     compute, scalars = _softplus_setup(beta, threshold, result)
@@ -261,7 +261,7 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=Non
     >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
     array([0. , 0.5, 1. ])
     """
-    place = _device.placement(device, {"x": x, "grad": grad}, out)
+    place = _device.placement(device, out, x, grad)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     # The dtype NumPy would give grad * sigmoid(x), sigmoid's dtype being softplus's.
