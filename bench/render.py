@@ -1,8 +1,10 @@
 """Render a run of the benchmark suite into docs/performance.md.
 
-    python bench/render.py RESULTS.json [--output docs/performance.md] [--img-dir DIR] [--no-plot]
+    python bench/render.py RESULTS.json [MORE.json ...] [--output docs/performance.md]
+        [--img-dir DIR] [--no-plot]
 
-Reads the JSON that ``pytest --benchmark-json`` wrote for ``bench/`` and
+Reads the JSON that ``pytest --benchmark-json`` wrote for ``bench/`` (several
+runs are merged: each benchmark's median over the runs) and
 replaces what lies between the markers ``<!-- bench:begin -->`` and
 ``<!-- bench:end -->`` of the output page with tables of throughput,
 start-up and per-call cost, and a plot of throughput against size (a PNG in
