@@ -178,7 +178,7 @@ def _upload(a, stream):
     """A host array as a device operand (a copy); host scalars stay as they are."""
     if a.ndim == 0:
         return a
-    return DeviceOperand("input", cuda.to_device(np.ascontiguousarray(a), stream=stream))
+    return DeviceOperand(cuda.to_device(np.ascontiguousarray(a), stream=stream))
 
 
 def _wrap(array, like):
@@ -212,9 +212,9 @@ def run(name, inputs, out, shape, result, scalars, compute, stream=None):
 
     n = int(np.prod(shape, dtype=np.int64))
     if out is None or host_out:
-        target = DeviceOperand("out", cuda.device_array(shape, result, stream=stream))
+        target = DeviceOperand(cuda.device_array(shape, result, stream=stream))
     else:
-        target = DeviceOperand("out", out)
+        target = DeviceOperand(out)
     direct = result == compute and target.c_contiguous()
     if n:
         out_flat = span_array(target) if direct else cuda.device_array(n, compute, stream=stream)

@@ -61,8 +61,8 @@ class DeviceOperand:
     """A device array as the front sees it: ``shape``, ``dtype``, ``ndim``,
     byte ``strides``, the address of element 0, and the object itself."""
 
-    def __init__(self, name, obj):
-        self.name, self.obj = name, obj
+    def __init__(self, obj):
+        self.obj = obj
         if _simulated(obj):
             host = obj._ary  # the simulator keeps device memory in a NumPy array
             self.shape, self.dtype, self.strides = host.shape, host.dtype, host.strides
@@ -121,12 +121,12 @@ def placement(device, out, x, grad=_ABSENT):
         and (out is None or type(out) is host)
     ):
         return "cpu"  # the common case, kept cheap for small calls
-    arrays = {"x": x} if grad is _ABSENT else {"x": x, "grad": grad}
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
-    named = dict(arrays, out=out) if out is not None else dict(arrays)
+    named = {"x": x, "grad": grad, "out": out}
+    named = {name: a for name, a in named.items() if a is not _ABSENT and a is not None}
     on_device = [name for name, a in named.items() if is_device_array(a)]
-    on_host = [name for name, a in named.items() if not is_device_array(a) and np.ndim(a) > 0]
+    on_host = [name for name, a in named.items() if name not in on_device and np.ndim(a) > 0]
     if device == "cpu" and on_device:
         raise TypeError(
             f"device='cpu', but {', '.join(on_device)} {'is' if len(on_device) == 1 else 'are'} "

@@ -25,7 +25,7 @@ def as_array(name, value):
     :class:`~fastrelu._device.DeviceOperand`, refusing dtypes the kernels
     cannot compute."""
     if type(value) is not np.ndarray and _device.is_device_array(value):
-        arr = _device.DeviceOperand(name, value)
+        arr = _device.DeviceOperand(value)
         if not arr.dtype.isnative:
             raise TypeError(f"{name} is a device array of non-native byte order {arr.dtype.str}")
     else:
@@ -113,7 +113,7 @@ def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=Fa
 def check_out(out, shape, dtype):
     """Raise unless *out* can receive a result of *shape* and *dtype*."""
     if _device.is_device_array(out):
-        out = _device.DeviceOperand("out", out)
+        out = _device.DeviceOperand(out)
         readonly = out.readonly
     elif isinstance(out, np.ndarray):
         readonly = not out.flags.writeable
