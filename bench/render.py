@@ -299,6 +299,54 @@ def goals_table(benchmarks):
     return _table(["goal", "measured", "bound", "met"], cells)
 
 
+def dask_table(benchmarks):
+    """The markdown table of the Dask group: GB/s per graph and scheduler.
+
+    Parameters
+    ----------
+    benchmarks : list of dict
+        The ``benchmarks`` of a pytest-benchmark JSON.
+
+    Returns
+    -------
+    str or None
+        ``None`` if the run has no Dask benchmarks.
+    """
+    groups = defaultdict(dict)
+    for bench in _of_suite(benchmarks, "dask"):
+        info = bench["extra_info"]
+        groups[info["op"], info["scheduler"], info["size"], info["chunk"]][info["key"]] = bench
+    rows = []
+    for (_, scheduler, size, chunk), found in sorted(groups.items(), key=lambda item: item[0][:2]):
+        gbps = {key: _gbps(bench) for key, bench in found.items()}
+        ours, all_threads, numpy = (gbps.get(k) for k in ("fastrelu", "fastrelu_all_threads", "numpy"))
+        rows.append(
+            [
+                f"`{found.get('fastrelu', next(iter(found.values())))['extra_info']['impl']}`",
+                scheduler,
+                f"{_size_label(size)} in {_size_label(chunk)}",
+                _cell(ours),
+                _cell(all_threads),
+                f"`{found['numpy']['extra_info']['impl']}` {_cell(numpy)}" if numpy else "–",
+                _cell(ours / numpy if ours and numpy else None),
+                _cell(ours / all_threads if ours and all_threads else None),
+            ]
+        )
+    if not rows:
+        return None
+    header = [
+        "graph",
+        "scheduler",
+        "elements in chunks",
+        "fastrelu, 1 thread per task",
+        "fastrelu, all threads per task",
+        "NumPy, same graph",
+        "fastrelu / NumPy",
+        "1 thread / all threads",
+    ]
+    return _table(header, rows)
+
+
 def machine_summary(data):
     """A sentence on the machine, the software and the date of a run.
 
@@ -398,6 +446,19 @@ def plot_throughput(benchmarks, path):
     return True
 
 
+DASK_NOTE = (
+    "`bench/test_dask.py`: float32 graphs of one task per chunk, fastrelu's and the same "
+    "NumPy expression mapped over the chunks with `da.map_blocks`, in GB/s of the bytes "
+    "that must move (median of 5 rounds). A round computes the graph from inputs already "
+    "in memory and keeps its result there (`persist`); the previous round's result is "
+    "freed before it, untimed. The threaded scheduler runs one "
+    "thread per core; the LocalCluster one single-threaded worker process per core. "
+    "fastrelu runs as shipped, each task's chunk on one thread "
+    "(`fastrelu.config.DASK_BLOCK_THREADS = 1`), and with each chunk split over all of "
+    "fastrelu's threads (`None`)."
+)
+
+
 def section(data, plot="(No plot.)"):
     """The markdown that goes between the markers.
 
@@ -466,6 +527,9 @@ def section(data, plot="(No plot.)"):
     overhead = overhead_table(benchmarks)
     if overhead:
         parts += ["### Per-call cost, float32", "Median µs per call, in one process.", overhead]
+    dask = dask_table(benchmarks)
+    if dask:
+        parts += ["### Dask", DASK_NOTE, dask]
     return "\n\n".join(parts)
 
 

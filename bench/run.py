@@ -2,7 +2,8 @@
 
     python bench/run.py [--json FILE] [--output PAGE] [--repeat N] [pytest options]
 
-Runs ``bench/test_kernels.py`` and ``bench/test_startup.py`` under
+Runs ``bench/test_kernels.py``, ``bench/test_startup.py`` and
+``bench/test_dask.py`` (when Dask is installed) under
 pytest-benchmark, then ``bench/render.py`` on the JSON they wrote; with
 ``--repeat N``, N times, rendering each benchmark's median over the runs.  Options
 other than ``--json``, ``--output`` and ``--repeat`` go to pytest after the defaults here,
@@ -20,7 +21,7 @@ from pathlib import Path
 from render import render
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ["bench/test_kernels.py", "bench/test_startup.py"]
+SUITE = ["bench/test_kernels.py", "bench/test_startup.py", "bench/test_dask.py"]
 # pyproject's addopts hold --benchmark-disable, which --benchmark-enable
 # overrides.  Each benchmark runs for max-time seconds or min-rounds rounds,
 # whichever is longer; a round repeats the call for at least 0.2 ms, which

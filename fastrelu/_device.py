@@ -13,6 +13,8 @@ the result's shape, otherwise a contiguous copy made on the device
 (broadcast, strided, cast, or away from a partial overlap with ``out``).
 """
 
+import sys
+
 import numpy as np
 
 DEVICES = (None, "cpu", "cuda")
@@ -49,6 +51,13 @@ def cuda_available():
 def _simulated(obj):
     """A device array of Numba's CUDA simulator (it has no interface)."""
     return type(obj).__name__ == "FakeCUDAArray"
+
+
+def is_dask_array(obj):
+    """Whether *obj* is a Dask array, without importing Dask: one can only
+    exist once its user has imported ``dask.array``."""
+    da = sys.modules.get("dask.array")
+    return da is not None and type(obj) is not np.ndarray and isinstance(obj, da.Array)
 
 
 def is_device_array(obj):
@@ -105,7 +114,8 @@ _ABSENT = object()
 
 
 def placement(device, out, x, grad=_ABSENT):
-    """Where a call with these operands runs: "cpu" or "cuda".
+    """Where a call with these operands runs: "cpu", "cuda", or "dask" when
+    an operand is a Dask array (whose blocks decide, task by task).
 
     Host scalars (Python numbers, NumPy scalars and 0-d arrays) go with
     either side.  Raises before anything is computed: ``ValueError`` for an
@@ -125,6 +135,8 @@ def placement(device, out, x, grad=_ABSENT):
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     named = {"x": x, "grad": grad, "out": out}
     named = {name: a for name, a in named.items() if a is not _ABSENT and a is not None}
+    if any(is_dask_array(a) for a in named.values()):
+        return "dask"
     on_device = [name for name, a in named.items() if is_device_array(a)]
     on_host = [name for name, a in named.items() if name not in on_device and np.ndim(a) > 0]
     if device == "cpu" and on_device:

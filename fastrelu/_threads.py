@@ -6,6 +6,7 @@ the others.  The pool is created on first use and created again in a forked
 child, where the parent's threads do not exist.
 """
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -53,11 +54,30 @@ def _executor(workers):
         return _pool
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def limit(threads):
+    """Within the block, calls made by this thread use at most *threads*
+    threads (``None``: no limit beyond :func:`fastrelu.get_num_threads`)."""
+    previous = getattr(_local, "limit", None)
+    _local.limit = threads
+    try:
+        yield
+    finally:
+        _local.limit = previous
+
+
 def n_chunks(name, n):
     """How many threads kernel *name* on *n* elements is worth (1: run serially)."""
     if n < config.PARALLEL_MIN_SIZE[name]:
         return 1
-    return max(1, min(config.get_num_threads(), n // config.PARALLEL_MIN_CHUNK))
+    threads = config.get_num_threads()
+    cap = getattr(_local, "limit", None)
+    if cap is not None:
+        threads = min(threads, cap)
+    return max(1, min(threads, n // config.PARALLEL_MIN_CHUNK))
 
 
 def run(name, kernel, n, arrays, scalars):

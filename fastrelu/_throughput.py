@@ -1,11 +1,12 @@
-"""Throughput of the four kernels against NumPy's best equivalents.
+"""Throughput of the four kernels against NumPy's and PyTorch's equivalents.
 
-Used by ``python -m fastrelu``.  Each operation is timed with a preallocated
-output on both sides, so that the page faults of a fresh output do not blur
+Used by ``fastrelu bench``.  Each operation is timed with a preallocated
+output on every side, so that the page faults of a fresh output do not blur
 the comparison, and reported in GB/s of bytes that must move: the forward
 passes read ``x`` and write ``y``; the backward passes read ``x`` and
-``grad`` and write the result.  ``np.copyto`` of the same number of bytes,
-on fastrelu's threads, is the machine's ceiling.
+``grad`` and write the result.  A copy of the same number of bytes, on
+fastrelu's threads (on the GPU, device to device), is the machine's
+ceiling.  On the GPU the peers are CuPy and PyTorch, where installed.
 """
 
 import platform
@@ -66,6 +67,36 @@ OPERATIONS = {
 }
 
 
+def torch_operations():
+    """PyTorch's kernels for the four operations, writing into ``o``, or
+    ``None`` without PyTorch.  They take tensors, on the CPU or the GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    aten = torch.ops.aten
+    return {
+        "relu": lambda x, g, o: torch.clamp_min(x, 0, out=o),
+        "relu_backward": lambda x, g, o: aten.threshold_backward.grad_input(g, x, 0, grad_input=o),
+        "softplus": lambda x, g, o: aten.softplus.out(x, 1, 20, out=o),
+        "softplus_backward": lambda x, g, o: aten.softplus_backward.grad_input(g, x, 1, 20, grad_input=o),
+    }
+
+
+def cupy_operations():
+    """CuPy's elementwise equivalents, writing into ``o``, or ``None`` without CuPy."""
+    try:
+        import cupy as cp
+    except Exception:  # CuPy without a usable CUDA raises more than ImportError
+        return None
+    return {
+        "relu": lambda x, g, o: cp.maximum(x, 0, out=o),
+        "relu_backward": lambda x, g, o: cp.multiply(g, x > 0, out=o),
+        "softplus": lambda x, g, o: cp.logaddexp(0, x, out=o),
+        "softplus_backward": lambda x, g, o: cp.divide(g, 1 + cp.exp(-x), out=o),
+    }
+
+
 def cpu_model():
     """The CPU's model name, as Linux reports it, or what the platform says."""
     try:
@@ -87,47 +118,133 @@ def parallel_copy(dst, src):
     _threads.run("relu", lambda s, d: np.copyto(d, s), src.size, (src, dst), ())
 
 
-def best_time(func, repeat):
-    """Median wall time of *repeat* calls, after one warm-up call."""
+def median_time(func, repeat, sync=None):
+    """Median wall time of *repeat* calls, after one warm-up call; *sync*,
+    if given, is called after each call to wait for a GPU."""
+    sync = sync or (lambda: None)
     func()
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         func()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def measure(size, dtype, repeat=10, seed=0):
-    """Return rows ``(name, gbps_fastrelu, gbps_numpy, gbps_copy, numpy_desc)``."""
-    dtype = np.dtype(dtype)
+def _host_arrays(size, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(size).astype(dtype)
-    g = rng.standard_normal(size).astype(dtype)
-    o = np.empty_like(x)
-    # Written first: a copy from untouched memory reads the kernel's shared
-    # zero page and would overstate the machine's bandwidth.
+    x = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    g = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    return x, g
+
+
+def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
+    """Time the four operations and their peers on *size* elements.
+
+    Parameters
+    ----------
+    size : int
+        Elements per array.
+    dtype : str or dtype
+        float32 or float64.
+    repeat : int, default 10
+        Timed calls per implementation; the median is kept.
+    seed : int, default 0
+        Seed of the standard normal inputs.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the arrays live.  On the GPU, fastrelu runs on Numba device
+        arrays, next to CuPy and PyTorch where they are installed.
+    progress : tqdm.tqdm, optional
+        A progress bar: its total is set here, and it advances as each
+        implementation is timed.
+
+    Returns
+    -------
+    peers : list of str
+        The peers timed next to fastrelu (NumPy, PyTorch, CuPy).
+    rows : list of dict
+        Per operation: ``op``, GB/s of ``fastrelu``, of each peer under
+        ``peers`` (a dict), and of ``copy``, a copy of as many bytes.
+    """
+    dtype = np.dtype(dtype)
+    x, g = _host_arrays(size, dtype, seed)
+    # The copy reads written memory: an untouched source reads the kernel's
+    # shared zero page and would overstate the machine's bandwidth.
     copy_src = np.concatenate([x, g])
-    copy_dst = np.empty_like(copy_src)
+    if device == "cuda":
+        from numba import cuda
+
+        sync = cuda.synchronize
+        xs, gs, os_ = cuda.to_device(x), cuda.to_device(g), cuda.device_array_like(x)
+        copy_src, copy_dst = cuda.to_device(copy_src), cuda.device_array_like(copy_src)
+        peers = {}
+        torch_ops, cupy_ops = torch_operations(), cupy_operations()
+        if torch_ops is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                peers["PyTorch"] = (torch_ops, [torch.as_tensor(a, device="cuda") for a in (x, g, x)])
+        if cupy_ops is not None:
+            import cupy as cp
+
+            peers["CuPy"] = (cupy_ops, [cp.asarray(a) for a in (x, g, x)])
+
+        def copy(n):
+            copy_dst[:n].copy_to_device(copy_src[:n])
+    else:
+        sync = None
+        xs, gs, os_ = x, g, np.empty_like(x)
+        copy_dst = np.empty_like(copy_src)
+        peers = {"NumPy": ({name: op[2] for name, op in OPERATIONS.items()}, [x, g, np.empty_like(x)])}
+        torch_ops = torch_operations()
+        if torch_ops is not None:
+            import torch
+
+            from .config import get_num_threads
+
+            torch.set_num_threads(get_num_threads())
+            peers["PyTorch"] = (torch_ops, [torch.from_numpy(a) for a in (x, g, np.empty_like(x))])
+
+        def copy(n):
+            parallel_copy(copy_dst[:n], copy_src[:n])
+
+    def step():
+        if progress is not None:
+            progress.update(1)
+
+    if progress is not None:
+        progress.total = len(OPERATIONS) * (2 + len(peers))
+        progress.refresh()
     rows = []
-    for name, (n_read, ours, theirs, desc) in OPERATIONS.items():
+    for name, (n_read, ours, _, _) in OPERATIONS.items():
         nbytes = (n_read + 1) * size * dtype.itemsize
+        row = {"op": name, "peers": {}}
         # A copy moves 2 bytes per byte copied: the same traffic as the kernel.
-        half = nbytes // (2 * dtype.itemsize)
-        t_copy = best_time(lambda: parallel_copy(copy_dst[:half], copy_src[:half]), repeat)
-        t_ours = best_time(lambda: ours(x, g, o), repeat)
-        t_theirs = best_time(lambda: theirs(x, g, o), repeat)
-        rows.append((name, nbytes / t_ours / 1e9, nbytes / t_theirs / 1e9, nbytes / t_copy / 1e9, desc))
-    return rows
+        row["copy"] = nbytes / median_time(lambda: copy(nbytes // (2 * dtype.itemsize)), repeat, sync) / 1e9
+        step()
+        row["fastrelu"] = nbytes / median_time(lambda: ours(xs, gs, os_), repeat, sync) / 1e9
+        step()
+        for peer, (ops, (px, pg, po)) in peers.items():
+            row["peers"][peer] = nbytes / median_time(lambda: ops[name](px, pg, po), repeat, sync) / 1e9
+            step()
+        rows.append(row)
+    return list(peers), rows
 
 
-def format_table(rows):
-    head = f"{'operation':<18} {'fastrelu':>9} {'NumPy':>9} {'ratio':>6} {'copy':>7}  NumPy's equivalent"
+def format_table(peers, rows):
+    """The table of :func:`measure`'s results: GB/s, and ratios of fastrelu to each."""
+    head = f"{'operation':<18} {'fastrelu':>9}"
+    for peer in peers:
+        head += f" {peer:>8} {'ratio':>6}"
+    head += f" {'copy':>7} {'ratio':>6}"
     lines = [head, "-" * len(head)]
-    for name, ours, theirs, copy, desc in rows:
-        lines.append(f"{name:<18} {ours:9.1f} {theirs:9.1f} {ours / theirs:6.1f} {copy:7.1f}  {desc}")
-    lines.append(
-        "(GB/s of bytes that must move; ratio = fastrelu / NumPy; "
-        "copy = np.copyto of the same bytes, on the same threads)"
-    )
+    for row in rows:
+        line = f"{row['op']:<18} {row['fastrelu']:9.3g}"
+        for peer in peers:
+            value = row["peers"][peer]
+            line += f" {value:8.3g} {row['fastrelu'] / value:6.3g}"
+        line += f" {row['copy']:7.3g} {row['fastrelu'] / row['copy']:6.3g}"
+        lines.append(line)
     return "\n".join(lines)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import _device
+from . import _dask, _device
 from . import _elementwise as ew
 
 _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
@@ -62,6 +62,8 @@ def relu(x, out=None, *, device=None, stream=None):
     array([0. , 0. , 0.5, 3. ])
     """
     place = _device.placement(device, out, x)
+    if place == "dask":
+        return _dask.apply(relu, (x,), out, device, stream)
     x = ew.as_array("x", x)
     if out is not None:
         ew.check_out(out, x.shape, x.dtype)
@@ -129,6 +131,8 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
     array([0., 1., 1., 1.])
     """
     place = _device.placement(device, out, x, grad)
+    if place == "dask":
+        return _dask.apply(relu_backward, (x, grad), out, device, stream, at_zero=at_zero)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     result = ew.promote(xa.dtype, x, ga.dtype, grad)
@@ -210,6 +214,8 @@ def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None)
     array([  0.        ,   0.69314718, 100.        ])
     """
     place = _device.placement(device, out, x)
+    if place == "dask":
+        return _dask.apply(softplus, (x,), out, device, stream, beta=beta, threshold=threshold)
     x = ew.as_array("x", x)
     result = ew.float_result(x.dtype)
     compute, scalars = _softplus_setup(beta, threshold, result)
@@ -262,6 +268,9 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=Non
     array([0. , 0.5, 1. ])
     """
     place = _device.placement(device, out, x, grad)
+    if place == "dask":
+        args = (x, grad)
+        return _dask.apply(softplus_backward, args, out, device, stream, beta=beta, threshold=threshold)
     xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
     shape = ew.broadcast_shape(xa, ga)
     # The dtype NumPy would give grad * sigmoid(x), sigmoid's dtype being softplus's.

@@ -6,7 +6,8 @@ to one thread; both were chosen by measurement (``docs/performance.md``):
 handing chunks to the pool costs tens of microseconds, so memory-bound kernels
 split only arrays far larger than the compute-bound ones do.  The number of
 threads defaults to the CPUs this process may run on, or to the environment
-variable ``FASTRELU_NUM_THREADS``.
+variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
+of each task of a Dask graph; it is read when the graph is built.
 """
 
 import operator
@@ -20,6 +21,10 @@ PARALLEL_MIN_SIZE = {
     "softplus_backward": 1 << 20,
 }
 PARALLEL_MIN_CHUNK = 1 << 16
+
+# Threads each Dask task may use for its chunk (None: as many as any call).
+# Dask already runs one task per core; the measurement is in docs/dask.md.
+DASK_BLOCK_THREADS = 1
 
 
 def _default_threads():

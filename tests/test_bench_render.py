@@ -41,7 +41,7 @@ def run(tmp_path_factory):
         f"--basetemp={tmp / 'pytest'}",
         "-q",
     ]
-    env = {**os.environ, "FASTRELU_BENCH_SIZES": "12"}
+    env = {**os.environ, "FASTRELU_BENCH_SIZES": "12", "FASTRELU_BENCH_DASK": "14,12"}
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return json.loads(results.read_text()), page.read_text(), tmp
@@ -130,6 +130,31 @@ def test_startup_and_overhead_tables_agree_with_the_json(run):
         column = [16, 4096].index(info["size"])
         assert_shows(overhead[info["call"]][column], bench["stats"]["median"] * 1e6)
     assert len(overhead) == 4
+
+
+def test_dask_table_agrees_with_the_json(run):
+    data, page, _ = run
+    benchmarks = by_suite(data, "dask")
+    if importlib.util.find_spec("dask") is None:
+        assert not benchmarks and "### Dask" not in page
+        return
+    gbps = defaultdict(dict)  # (op, scheduler) -> {key: GB/s}
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        assert (info["size"], info["chunk"]) == (2**14, 2**12)
+        assert info["bytes"] == (OPERATIONS[info["op"]] + 1) * info["size"] * 4
+        gbps[info["op"], info["scheduler"]][info["key"]] = info["bytes"] / bench["stats"]["median"] / 1e9
+    rows = tables(page)["Dask"]
+    assert len(rows) == len(gbps) == 4  # two graphs on two schedulers
+    for graph, scheduler, sizes, serial, parallel, numpy_cell, to_numpy, to_parallel in rows:
+        op = re.fullmatch(r"`fastrelu\.(\w+)\(.*\)`", graph).group(1)
+        measured = gbps[op, scheduler]
+        assert sizes == "2**14 in 2**12"
+        assert_shows(serial, measured["fastrelu"])
+        assert_shows(parallel, measured["fastrelu_all_threads"])
+        assert_shows(numpy_cell.rpartition(" ")[2], measured["numpy"])
+        assert_shows(to_numpy, measured["fastrelu"] / measured["numpy"])
+        assert_shows(to_parallel, measured["fastrelu"] / measured["fastrelu_all_threads"])
 
 
 def test_page_shows_the_plot_or_says_it_was_skipped(run):

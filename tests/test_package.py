@@ -1,4 +1,4 @@
-"""The package as a user meets it: import, the command-line job, thread settings."""
+"""The package as a user meets it: import, thread settings, metadata."""
 
 import os
 import subprocess
@@ -27,26 +27,6 @@ def test_import_loads_no_numba_and_compiles_nothing():
     )
     proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
-
-
-def test_main_job_prints_a_row_per_kernel():
-    proc = run_python("-m", "fastrelu", "--size", "70000", "--repeat", "2", "--threads", "2")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    for name in ("relu", "relu_backward", "softplus", "softplus_backward"):
-        row = [line for line in lines if line.split()[:1] == [name]]
-        assert len(row) == 1, proc.stdout
-        ours, numpy_, ratio, copy = map(float, row[0].split()[1:5])
-        assert ours > 0 and numpy_ > 0 and copy > 0
-        assert ratio == pytest.approx(ours / numpy_, abs=0.06)
-    assert "fastrelu threads: 2" in proc.stdout
-
-
-@pytest.mark.parametrize("bad", [["--size", "0"], ["--dtype", "int8"], ["--bogus"], ["--repeat", "x"]])
-def test_main_job_refuses_bad_options(bad):
-    proc = run_python("-m", "fastrelu", *bad)
-    assert proc.returncode == 2
-    assert "error:" in proc.stderr
 
 
 def test_set_num_threads_round_trip_and_validation():

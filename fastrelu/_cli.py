@@ -1,0 +1,223 @@
+"""The command line: ``fastrelu info``, ``fastrelu bench``, ``fastrelu demo``
+(also ``python -m fastrelu ...``)."""
+
+import argparse
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, not usage and a line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _size(text):
+    """An element count: 16777216, or 2**24."""
+    base, _, exponent = text.partition("**")
+    try:
+        value = int(base) ** int(exponent) if exponent else int(base)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of elements like 16777216 or 2**24, got {text!r}"
+        )
+    return value
+
+
+def _version(package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _progress(**kwargs):
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, leave=False, delay=0.2, **kwargs)
+
+
+def _cuda_device():
+    """The name and compute capability of the GPU in use, or why there is none."""
+    import fastrelu
+
+    if not fastrelu.cuda_available():
+        if _version("numba-cuda") == "not installed":
+            return "not usable: numba-cuda is not installed (pip install 'fastrelu[cuda]')"
+        return "not usable: no CUDA driver or GPU found"
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        return "usable: Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), no real GPU"
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    major, minor = device.compute_capability
+    return f"usable: {name}, compute capability {major}.{minor}"
+
+
+def _cache_location():
+    """Where Numba keeps fastrelu's compiled kernels, without compiling any."""
+    from . import _kernels
+    from ._loops import LOOPS
+
+    name = next(iter(LOOPS))
+    disp = _kernels._dispatcher(name, LOOPS[name][0])
+    cache = getattr(disp, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    if path is None:
+        return "none: kernels are compiled in memory in each process (FASTRELU_CACHE=0 or no writable folder)"
+    return path
+
+
+def info(args):
+    """Print versions, threads, CUDA and the kernel cache."""
+    import fastrelu
+
+    from ._throughput import cpu_model
+
+    rows = [
+        ("fastrelu", fastrelu.__version__),
+        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        ("NumPy", np.__version__),
+        ("Numba", _version("numba")),
+        ("numba-cuda", _version("numba-cuda")),
+        ("Dask", _version("dask")),
+        ("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores"),
+        (
+            "threads",
+            f"{fastrelu.get_num_threads()} for large arrays, in fastrelu's own thread pool "
+            "(serial Numba loops; Numba's threading layer is not used)",
+        ),
+        ("CUDA", _cuda_device()),
+        ("kernel cache", _cache_location()),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def bench(args):
+    """Time the four kernels against NumPy (and PyTorch) and print a table."""
+    import fastrelu
+
+    from ._throughput import cpu_model, format_table, measure
+
+    if args.device == "cuda" and not fastrelu.cuda_available():
+        print("fastrelu bench: error: --device cuda, but no usable CUDA GPU was found", file=sys.stderr)
+        return 1
+    if args.threads:
+        fastrelu.set_num_threads(args.threads)
+    where = cpu_model() if args.device == "cpu" else _cuda_device().partition(": ")[2]
+    print(
+        f"fastrelu {fastrelu.__version__}, NumPy {np.__version__}, Python {platform.python_version()}\n"
+        f"{where}; fastrelu threads: {fastrelu.get_num_threads()}\n"
+        f"{args.size} elements of {args.dtype} on {args.device}, median of {args.repeat} calls, "
+        "preallocated outputs\n",
+        flush=True,
+    )
+    with _progress(desc="timing", unit="kernel") as bar:
+        peers, rows = measure(args.size, args.dtype, args.repeat, device=args.device, progress=bar)
+    print(format_table(peers, rows))
+    print(
+        "\nGB/s of the bytes that must move (forward: read x, write y; backward: read x and grad, "
+        "write the result).\nratio: fastrelu's GB/s over the column to its left. copy: a copy of as "
+        "many bytes on the same threads, the machine's ceiling."
+    )
+    return 0
+
+
+def demo(args):
+    """Train the demo's networks, print the table and write the figure."""
+    from . import _demo
+
+    runs = len(_demo.TASKS) * len(_demo.RUNS)
+    print(
+        f"Training a {_demo.FEATURES}-{_demo.HIDDEN}-{_demo.HIDDEN}-{_demo.CLASSES} perceptron "
+        f"with fastrelu's activations: {runs} runs of {args.epochs} epochs, seed {args.seed}.\n",
+        flush=True,
+    )
+    with _progress(total=runs * args.epochs, desc="training", unit="epoch") as bar:
+        results = _demo.run_all(seed=args.seed, epochs=args.epochs, progress=lambda: bar.update(1))
+    print(_demo.format_results(results))
+    print()
+    print(_demo.summary(results))
+    if args.no_plot:
+        return 0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("\nNo figure: matplotlib is not installed (pip install 'fastrelu[plot]').")
+        return 0
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _demo.plot(results, path)
+    print(f"\nLoss curves written to {path.resolve()}")
+    return 0
+
+
+def make_parser():
+    parser = _Parser(
+        prog="fastrelu",
+        description="fastrelu: ReLU and softplus, forward and backward, at memory bandwidth.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("info", help="versions, threads, CUDA and the kernel cache")
+    p.set_defaults(func=info)
+
+    p = sub.add_parser(
+        "bench",
+        help="time the four kernels against NumPy (and PyTorch, if installed)",
+        description="Time fastrelu's four kernels on large arrays against NumPy's best equivalents "
+        "(and PyTorch's, if installed), with preallocated outputs, and print GB/s and ratios.",
+    )
+    p.add_argument("--size", type=_size, default=1 << 24, help="elements per array (default 2**24)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the arrays live (default cpu)"
+    )
+    p.add_argument("--repeat", type=_positive_int, default=10, help="timed calls per kernel (default 10)")
+    p.add_argument("--threads", type=_positive_int, help="threads for fastrelu (default: all CPUs)")
+    p.set_defaults(func=bench)
+
+    p = sub.add_parser(
+        "demo",
+        help="train a small NumPy network with each subgradient choice at 0",
+        description="Train a small multi-layer perceptron written in NumPy, whose activations are "
+        "fastrelu's, with ReLU's subgradient at 0 set to 0, 0.5 and 1, and with softplus, on a task "
+        "where exact zeros are rare and one where they are common; print the results and plot the "
+        "loss curves.",
+    )
+    p.add_argument("--epochs", type=_positive_int, default=20, help="epochs per run (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the weights (default 0)")
+    p.add_argument(
+        "--output", default="fastrelu-demo.png", help="the PNG of loss curves (default fastrelu-demo.png)"
+    )
+    p.add_argument("--no-plot", action="store_true", help="print the results only")
+    p.set_defaults(func=demo)
+    return parser
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    return args.func(args)
