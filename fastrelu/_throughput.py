@@ -233,6 +233,11 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
     return list(peers), rows
 
 
+def _digits(value):
+    """*value* to three significant digits (one decimal from 100 up)."""
+    return f"{value:.1f}" if value >= 99.95 else f"{value:#.3g}"
+
+
 def format_table(peers, rows):
     """The table of :func:`measure`'s results: GB/s, and ratios of fastrelu to each."""
     head = f"{'operation':<18} {'fastrelu':>9}"
@@ -241,10 +246,10 @@ def format_table(peers, rows):
     head += f" {'copy':>7} {'ratio':>6}"
     lines = [head, "-" * len(head)]
     for row in rows:
-        line = f"{row['op']:<18} {row['fastrelu']:9.3g}"
+        line = f"{row['op']:<18} {_digits(row['fastrelu']):>9}"
         for peer in peers:
             value = row["peers"][peer]
-            line += f" {value:8.3g} {row['fastrelu'] / value:6.3g}"
-        line += f" {row['copy']:7.3g} {row['fastrelu'] / row['copy']:6.3g}"
+            line += f" {_digits(value):>8} {_digits(row['fastrelu'] / value):>6}"
+        line += f" {_digits(row['copy']):>7} {_digits(row['fastrelu'] / row['copy']):>6}"
         lines.append(line)
     return "\n".join(lines)
