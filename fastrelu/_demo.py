@@ -115,10 +115,10 @@ class MLP:
             return fastrelu.relu_backward(z, grad, at_zero=self.at_zero)
         return fastrelu.softplus_backward(z, grad)
 
-    def forward(self, X):
+    def forward(self, X, params=None):
         """The logits, the pre-activations of the hidden layers, and each
-        layer's input."""
-        W, b = self._params()
+        layer's input; with the weights and biases *params* if given."""
+        W, b = self._params() if params is None else params
         pre, inputs = [], [X]
         for layer in range(2):
             pre.append(inputs[-1] @ W[layer] + b[layer])
@@ -127,8 +127,8 @@ class MLP:
 
     def step(self, X, y, lr):
         """One SGD step on a minibatch; returns the loss and the pre-activations."""
-        W, _ = self._params()
-        logits, pre, inputs = self.forward(X)
+        W, b = self._params()
+        logits, pre, inputs = self.forward(X, (W, b))
         loss, grad = _cross_entropy(logits, y)
         for layer in (2, 1, 0):
             dW, db = inputs[layer].T @ grad, grad.sum(axis=0)

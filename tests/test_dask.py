@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reference import LD, sigmoid_ld, softplus_ld
 
 import fastrelu
 from fastrelu import _threads, config
@@ -22,21 +23,16 @@ EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3e38, -3e38, 20.0, 8
 def numpy_reference(name, x, g, at_zero=0.0, beta=1.0, threshold=None):
     """The four functions in plain NumPy, in long double (so that ``beta * x``
     rounds far below float64's ULP), sharing nothing with fastrelu."""
-    xl, gl = np.asarray(x, np.longdouble), np.asarray(g, np.longdouble)
+    xl, gl = np.asarray(x, LD), np.asarray(g, LD)
     with np.errstate(over="ignore", invalid="ignore"):
-        bx = beta * xl
         if name == "relu":
             return np.where(xl > 0, xl, np.where(np.isnan(xl), np.nan, 0.0))
         if name == "relu_backward":
             return np.where(xl > 0, gl, np.where(xl == 0, at_zero * gl, np.where(xl < 0, 0.0, np.nan)))
+        cut = beta * xl > (np.inf if threshold is None else threshold)  # PyTorch's cut-off
         if name == "softplus":
-            y = np.logaddexp(0.0, bx) / beta
-            return y if threshold is None else np.where(bx > threshold, xl, y)
-        sig = np.where(
-            bx >= 0, 1 / (1 + np.exp(-np.abs(bx))), np.exp(-np.abs(bx)) / (1 + np.exp(-np.abs(bx)))
-        )
-        y = gl * sig
-        return y if threshold is None else np.where(bx > threshold, gl, y)
+            return np.where(cut, xl, softplus_ld(x, beta))
+        return np.where(cut, gl, gl * sigmoid_ld(x, beta))
 
 
 CALLS = {
