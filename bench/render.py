@@ -4,13 +4,13 @@
         [--img-dir DIR] [--no-plot]
 
 Reads the JSON that ``pytest --benchmark-json`` wrote for ``bench/`` (several
-runs are merged: each benchmark's median over the runs) and
-replaces what lies between the markers ``<!-- bench:begin -->`` and
-``<!-- bench:end -->`` of the output page with tables of throughput,
-start-up and per-call cost, and a plot of throughput against size (a PNG in
-``--img-dir``, by default ``img/`` next to the page).  Throughput is in GB/s
-of the bytes an operation must move, ``extra_info["bytes"]``, divided by the
-median time of a call.
+runs are merged: their samples pooled) and replaces what lies between the
+markers ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` of the output
+page with: a table of checks, a plot of fastrelu's speed relative to PyTorch,
+NumPy and a copy against size (a PNG in ``--img-dir``, by default ``img/``
+next to the page), one table per operation and dtype, and the start-up and
+Dask tables.  A ratio is the peer's median time over fastrelu's: above 1,
+fastrelu is faster.
 """
 
 import argparse
@@ -23,13 +23,25 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from fastrelu._table import KERNELS
+
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-OPERATIONS = ("relu", "relu_backward", "softplus", "softplus_backward")
+OPERATIONS = tuple(KERNELS)  # the order of the page
 DTYPES = ("float32", "float64")
-PEERS = ("numpy", "torch")
-PLOT_NAME = "bench-throughput.png"
+PLOT_NAME = "bench-ratios.png"
 ROOT = Path(__file__).resolve().parents[1]
+
+# The comparisons of a group: name -> (fastrelu's key, how to find the other).
+# The other is a key, or a library and a form for the fastest of them.
+COMPARISONS = {
+    "torch_out": ("fastrelu_out", ("torch", True)),
+    "numpy_out": ("fastrelu_out", ("numpy", True)),
+    "copy_out": ("fastrelu_out", ("copy", True)),
+    "torch": ("fastrelu", ("torch", False)),
+    "numpy": ("fastrelu", ("numpy", False)),
+    "copy": ("fastrelu", ("copy", False)),
+}
 
 
 def _fmt(value, digits=3):
@@ -41,23 +53,26 @@ def _fmt(value, digits=3):
 
 
 def _size_label(size):
-    """``2**12`` for 4096; the plain number for sizes that are not powers of 2."""
+    """``2**12`` (in a code span) for 4096; the plain number for other sizes."""
     exponent = size.bit_length() - 1
-    return f"2**{exponent}" if size == 1 << exponent else str(size)
-
-
-def _gbps(bench):
-    """Throughput of one kernel benchmark in GB/s: bytes moved / median time."""
-    return bench["extra_info"]["bytes"] / bench["stats"]["median"] / 1e9
+    return f"`2**{exponent}`" if size == 1 << exponent else str(size)
 
 
 def _of_suite(benchmarks, suite):
-    """The benchmarks of one part of the suite: "kernels", "startup" or "overhead"."""
+    """The benchmarks of one part of the suite: "kernels", "startup" or "dask"."""
     return [b for b in benchmarks if b.get("extra_info", {}).get("suite") == suite]
 
 
-def throughput_rows(benchmarks):
-    """One row per operation, dtype and size measured, in the tables' order.
+def quartiles(samples):
+    """``(first quartile, median, third quartile)`` of *samples*."""
+    if len(samples) == 1:
+        return (samples[0],) * 3
+    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def group_rows(benchmarks):
+    """One row per operation, dtype and size, in the tables' order.
 
     Parameters
     ----------
@@ -67,43 +82,39 @@ def throughput_rows(benchmarks):
     Returns
     -------
     list of dict
-        Keys ``op``, ``dtype``, ``size``; ``out`` and ``alloc`` (fastrelu's
-        GB/s with ``out=`` and allocating), ``peer`` (the label of the
-        fastest NumPy or PyTorch implementation) and ``peer_gbps``, ``copy``
-        and ``copy_fresh`` (into a fresh ``np.empty``), and the ratios
-        ``to_copy`` and ``to_peer`` of fastrelu with ``out=``;
-        ``None`` for whatever the run did not measure.
+        Keys ``op``, ``dtype``, ``size``; ``times``: implementation key ->
+        ``(q1, median, q3)`` seconds per call; ``peers``: comparison name
+        (of :data:`COMPARISONS`) -> the key of the implementation it uses;
+        ``ratio``: comparison name -> the other's median time over
+        fastrelu's; ``spread``: the largest half interquartile range, over
+        the median, of the implementations compared.
     """
-    groups = defaultdict(list)
+    rows = []
     for bench in _of_suite(benchmarks, "kernels"):
         info = bench["extra_info"]
-        groups[info["op"], info["dtype"], info["size"]].append(bench)
-
-    def order(key):
-        op, dtype, size = key
-        rank = OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS)
-        return dtype, rank, op, size
-
-    rows = []
-    for key in sorted(groups, key=order):
-        row = dict(zip(("op", "dtype", "size"), key))
-        row.update(out=None, alloc=None, peer=None, peer_gbps=None, copy=None, copy_fresh=None)
-        row.update(to_copy=None, to_peer=None)
-        for bench in groups[key]:
-            info, value = bench["extra_info"], _gbps(bench)
-            if info["library"] == "fastrelu":
-                row["alloc" if info["allocates"] else "out"] = value
-            elif info["library"] == "copy":
-                row["copy_fresh" if info["allocates"] else "copy"] = value
-            elif info["library"] in PEERS and (row["peer_gbps"] is None or value > row["peer_gbps"]):
-                row["peer"], row["peer_gbps"] = info["impl"], value
-        if row["out"] is not None:
-            if row["copy"] is not None:
-                row["to_copy"] = row["out"] / row["copy"]
-            if row["peer_gbps"] is not None:
-                row["to_peer"] = row["out"] / row["peer_gbps"]
+        impls = info["implementations"]
+        times = {key: quartiles(impl["samples"]) for key, impl in impls.items()}
+        row = {"op": info["op"], "dtype": info["dtype"], "size": info["size"], "times": times}
+        row["peers"], row["ratio"] = {}, {}
+        compared = set()
+        for name, (ours, (library, out)) in COMPARISONS.items():
+            found = [
+                key for key, impl in impls.items() if impl["library"] == library and impl["allocates"] != out
+            ]
+            if ours not in times or not found:
+                continue
+            best = min(found, key=lambda key: times[key][1])
+            row["peers"][name] = best
+            row["ratio"][name] = times[best][1] / times[ours][1]
+            compared |= {ours, best}
+        row["spread"] = max(((q3 - q1) / 2 / m for q1, m, q3 in (times[k] for k in compared)), default=0.0)
         rows.append(row)
-    return rows
+
+    def order(row):
+        rank = OPERATIONS.index(row["op"]) if row["op"] in OPERATIONS else len(OPERATIONS)
+        return rank, row["op"], (row["dtype"] not in DTYPES, row["dtype"]), row["size"]
+
+    return sorted(rows, key=order)
 
 
 def _table(header, rows):
@@ -112,50 +123,230 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def _cell(value, digits=3):
-    return "–" if value is None else _fmt(value, digits)
+def _ratio_cell(row, name):
+    ratio = row["ratio"].get(name)
+    if ratio is None:
+        return "–"
+    text = _fmt(ratio, 3)
+    return text if ratio >= 1 or name.startswith("copy") else f"**{text}**"
 
 
-def throughput_table(rows):
-    """The markdown table of throughput for one dtype.
+def _microseconds(row, key):
+    if key not in row["times"]:
+        return "–"
+    q1, median, q3 = (t * 1e6 for t in row["times"][key])
+    return f"{_fmt(median)} ({_fmt(q1)}–{_fmt(q3)})"
+
+
+def operation_table(rows):
+    """The markdown table of one operation and dtype, a row per size.
 
     Parameters
     ----------
     rows : list of dict
-        That dtype's rows from :func:`throughput_rows`.
+        That operation's and dtype's rows from :func:`group_rows`.
 
     Returns
     -------
     str
     """
     header = [
-        "operation",
         "size",
-        "fastrelu (out=)",
-        "fastrelu (allocating)",
-        "best peer",
-        "copy",
-        "copy into fresh memory",
-        "ratio to copy",
-        "ratio to best peer",
+        "`out=` µs",
+        "× PyTorch",
+        "× NumPy",
+        "× copy",
+        "allocating µs",
+        "× PyTorch",
+        "× NumPy",
+        "±",
     ]
     cells = []
     for row in rows:
-        peer = "–" if row["peer"] is None else f"`{row['peer']}` {_fmt(row['peer_gbps'])}"
         cells.append(
             [
-                row["op"],
                 _size_label(row["size"]),
-                _cell(row["out"]),
-                _cell(row["alloc"]),
-                peer,
-                _cell(row["copy"]),
-                _cell(row["copy_fresh"]),
-                _cell(row["to_copy"], 2),
-                _cell(row["to_peer"], 2),
+                _microseconds(row, "fastrelu_out"),
+                _ratio_cell(row, "torch_out"),
+                _ratio_cell(row, "numpy_out"),
+                _ratio_cell(row, "copy_out"),
+                _microseconds(row, "fastrelu"),
+                _ratio_cell(row, "torch"),
+                _ratio_cell(row, "numpy"),
+                f"{row['spread']:.0%}",
             ]
         )
     return _table(header, cells)
+
+
+# The columns of the overview: comparison name -> heading.
+EVERY_SIZE = {
+    "torch_out": "PyTorch, `out=`",
+    "torch": "PyTorch, allocating",
+    "numpy_out": "NumPy, `out=`",
+    "numpy": "NumPy, allocating",
+}
+
+
+def lowest_ratios(rows):
+    """Per operation and dtype, per comparison of :data:`EVERY_SIZE`: the
+    lowest ratio over the sizes measured, and its size.
+
+    Returns
+    -------
+    dict
+        ``(op, dtype)`` -> comparison name -> ``(ratio, size)``.
+    """
+    lowest = defaultdict(dict)
+    for row in rows:
+        for name in EVERY_SIZE:
+            ratio = row["ratio"].get(name)
+            key = (row["op"], row["dtype"])
+            if ratio is not None and (name not in lowest[key] or ratio < lowest[key][name][0]):
+                lowest[key][name] = (ratio, row["size"])
+    return lowest
+
+
+def overview_table(rows):
+    """The markdown table of the lowest ratio at any size, per operation and dtype."""
+    cells = []
+    for (op, dtype), found in lowest_ratios(rows).items():
+        line = [f"{op}, {dtype}"]
+        for name in EVERY_SIZE:
+            if name not in found:
+                line.append("–")
+                continue
+            ratio, size = found[name]
+            text = f"{_fmt(ratio)} at {_size_label(size)}"
+            line.append(text if ratio >= 1 else f"**{text}**")
+        cells.append(line)
+    return _table(["operation, dtype", *EVERY_SIZE.values()], cells) if cells else None
+
+
+# Checks at given sizes: (what, operation, dtypes, comparison name, sizes
+# ("largest": the largest measured; "from 2**24": each from 2**24 on; an
+# int: that size), bound).  A ratio of times, above 1 when fastrelu is faster
+# (for the copy: fastrelu's speed over the copy's).
+CHECKS = [
+    ("a call on 16 elements, allocating, against PyTorch's", None, DTYPES, "torch", 16, 1.0),
+    ("relu, `out=`, against the copy", "relu", DTYPES, "copy_out", "from 2**24", 0.9),
+    ("relu_backward, `out=`, against the copy", "relu_backward", DTYPES, "copy_out", "from 2**24", 0.9),
+    ("softplus allocating, against `F.softplus`", "softplus", DTYPES, "torch", "from 2**24", 3.0),
+    (
+        "softplus, `out=`, against `F.softplus`",
+        "softplus",
+        DTYPES,
+        "softplus_out_to_torch",
+        "from 2**24",
+        3.0,
+    ),
+    ("softplus, `out=`, against the copy", "softplus", ("float32",), "copy_out", 2**24, 0.7),
+    (
+        "relu_backward allocating, against `threshold_backward`",
+        "relu_backward",
+        DTYPES,
+        "torch",
+        "from 2**24",
+        3.0,
+    ),
+    (
+        "relu_backward allocating, against the copy",
+        "relu_backward",
+        DTYPES,
+        "alloc_to_copy",
+        "from 2**24",
+        0.6,
+    ),
+    (
+        "softplus_backward allocating, against `aten.softplus_backward`",
+        "softplus_backward",
+        DTYPES,
+        "torch",
+        "from 2**24",
+        2.0,
+    ),
+    (
+        "softplus_backward, `out=`, against `aten.softplus_backward`",
+        "softplus_backward",
+        DTYPES,
+        "torch_out",
+        "from 2**24",
+        2.0,
+    ),
+    (
+        "`fastrelu.relu(x)` against `np.maximum(x, 0)`, `2**12`",
+        "relu",
+        ("float32",),
+        "numpy_maximum",
+        4096,
+        1 / 1.5,
+    ),
+]
+
+
+def _check_ratio(row, name):
+    """A ratio of :data:`CHECKS` for *row*, or None if the run lacks it."""
+    times = row["times"]
+    if name == "softplus_out_to_torch":  # out= against PyTorch's allocating call
+        ours, theirs = "fastrelu_out", "torch"
+    elif name == "alloc_to_copy":  # allocating against the copy into preallocated memory
+        ours, theirs = "fastrelu", "copy_out"
+    elif name == "numpy_maximum":
+        ours, theirs = "fastrelu", "numpy"
+    else:
+        return row["ratio"].get(name)
+    if ours in times and theirs in times:
+        return times[theirs][1] / times[ours][1]
+    return None
+
+
+def check_rows(rows, benchmarks):
+    """The checks measured by this run: ``(what, measured, bound, met)``.
+
+    The kernel checks compare medians of this run; the start-up ones are
+    seconds (bound: at most).
+    """
+    found = []
+    by_key = {(r["op"], r["dtype"], r["size"]): r for r in rows}
+    sizes = sorted({r["size"] for r in rows})
+    for what, op, dtypes, name, where, bound in CHECKS:
+        for dtype in dtypes:
+            for op_name in [op] if op else OPERATIONS:
+                if where == "from 2**24":
+                    chosen = [s for s in sizes if s >= 2**24]
+                elif where == "largest":
+                    chosen = sizes[-1:]
+                else:
+                    chosen = [where]
+                ratios = [
+                    (_check_ratio(by_key[op_name, dtype, s], name), s)
+                    for s in chosen
+                    if (op_name, dtype, s) in by_key
+                ]
+                ratios = [(r, s) for r, s in ratios if r is not None]
+                if not ratios:
+                    continue
+                ratio, size = min(ratios)
+                label = what if op else f"{op_name}: {what}"
+                found.append(
+                    (f"{label}, {dtype} {_size_label(size)}", ratio, f"≥ {_fmt(bound)}", ratio >= bound)
+                )
+    steps = {b["extra_info"]["key"]: b["extra_info"]["seconds"] for b in _of_suite(benchmarks, "startup")}
+    for key, what, bound in (
+        ("import", "`import fastrelu`, seconds", 0.5),
+        ("first_call_warm_cache", "first call in a fresh process, warm cache, seconds", 1.0),
+    ):
+        if key in steps:
+            found.append((what, steps[key], f"≤ {_fmt(bound)}", steps[key] <= bound))
+    return found
+
+
+def checks_table(rows, benchmarks):
+    found = check_rows(rows, benchmarks)
+    if not found:
+        return None
+    cells = [[what, _fmt(value), bound, "yes" if met else "**no**"] for what, value, bound, met in found]
+    return _table(["check", "measured", "bound", "met"], cells)
 
 
 def startup_table(benchmarks):
@@ -184,119 +375,9 @@ def startup_table(benchmarks):
     return _table(["step (fresh process)", "median s", "min s", "max s", "runs"], cells)
 
 
-def overhead_table(benchmarks):
-    """The markdown table of the median µs per call at small sizes.
-
-    Parameters
-    ----------
-    benchmarks : list of dict
-        The ``benchmarks`` of a pytest-benchmark JSON.
-
-    Returns
-    -------
-    str or None
-        One row per call and one column per size; ``None`` if the run did
-        not measure them.
-    """
-    calls = _of_suite(benchmarks, "overhead")
-    if not calls:
-        return None
-    sizes = sorted({b["extra_info"]["size"] for b in calls})
-    times = defaultdict(dict)
-    for bench in calls:
-        info = bench["extra_info"]
-        times[info["call"]][info["size"]] = bench["stats"]["median"] * 1e6
-    cells = [[f"`{call}`"] + [_cell(by_size.get(size)) for size in sizes] for call, by_size in times.items()]
-    return _table(["call"] + [f"{_size_label(s)} elements" for s in sizes], cells)
-
-
-GOALS_NOTE = (
-    "The CPU goals of fastrelu's speed issue, each a ratio of two measurements of this run "
-    "at the largest size measured (PyTorch's rows need PyTorch installed)."
-)
-
-# (what, operation, fastrelu's key, the other's key, "min" or "max", bound):
-# a ratio of GB/s, or of times where the other's key names a per-call benchmark.
-KERNEL_GOALS = [
-    ("relu, `out=`, to the copy", "relu", "fastrelu_out", "copy", "min", 0.85),
-    ("relu_backward, `out=`, to the copy", "relu_backward", "fastrelu_out", "copy", "min", 0.85),
-    ("relu_backward allocating, to `threshold_backward`", "relu_backward", "fastrelu", "torch", "min", 3.0),
-    ("relu_backward allocating, to the copy", "relu_backward", "fastrelu", "copy", "min", 0.6),
-    ("softplus allocating, to `F.softplus`", "softplus", "fastrelu", "torch", "min", 3.0),
-    ("softplus, `out=`, to `F.softplus`", "softplus", "fastrelu_out", "torch", "min", 3.0),
-    (
-        "softplus_backward allocating, to `aten.softplus_backward`",
-        "softplus_backward",
-        "fastrelu",
-        "torch",
-        "min",
-        2.0,
-    ),
-    (
-        "softplus_backward, `out=`, to `aten.softplus_backward`",
-        "softplus_backward",
-        "fastrelu_out",
-        "torch",
-        "min",
-        2.0,
-    ),
-]
-
-
-def goals_table(benchmarks):
-    """The markdown table of the goals: measured ratio, bound, met or not.
-
-    Parameters
-    ----------
-    benchmarks : list of dict
-        The ``benchmarks`` of a pytest-benchmark JSON.
-
-    Returns
-    -------
-    str or None
-        ``None`` if the run measured none of the ratios.
-    """
-    kernels = {}
-    for bench in _of_suite(benchmarks, "kernels"):
-        info = bench["extra_info"]
-        kernels[info["op"], info["dtype"], info["size"], info["key"]] = _gbps(bench)
-    cells = []
-
-    def add(what, ratio, sense, bound):
-        met = ratio >= bound if sense == "min" else ratio <= bound
-        cells.append(
-            [what, _fmt(ratio), ("≥ " if sense == "min" else "≤ ") + _fmt(bound), "yes" if met else "**no**"]
-        )
-
-    sizes = sorted({key[2] for key in kernels})
-    for dtype in DTYPES:
-        for what, op, ours, theirs, sense, bound in KERNEL_GOALS:
-            if (
-                sizes
-                and (op, dtype, sizes[-1], ours) in kernels
-                and (op, dtype, sizes[-1], theirs) in kernels
-            ):
-                a, b = kernels[op, dtype, sizes[-1], ours], kernels[op, dtype, sizes[-1], theirs]
-                add(f"{what}, {dtype} {_size_label(sizes[-1])}", a / b, sense, bound)
-    calls = {
-        (b["extra_info"]["key"], b["extra_info"]["size"]): b["stats"]["median"]
-        for b in _of_suite(benchmarks, "overhead")
-    }
-    if ("fastrelu", 4096) in calls and ("numpy", 4096) in calls:
-        add(
-            "time of `fastrelu.relu(x)` to `np.maximum(x, 0)`, float32 2**12",
-            calls["fastrelu", 4096] / calls["numpy", 4096],
-            "max",
-            1.5,
-        )
-    steps = {b["extra_info"]["key"]: b["extra_info"]["seconds"] for b in _of_suite(benchmarks, "startup")}
-    if "import" in steps:
-        add("`import fastrelu`, seconds", steps["import"], "max", 0.5)
-    if "first_call_warm_cache" in steps:
-        add("first call in a fresh process, warm cache, seconds", steps["first_call_warm_cache"], "max", 1.0)
-    if not cells:
-        return None
-    return _table(["goal", "measured", "bound", "met"], cells)
+def _gbps(bench):
+    """Throughput of one Dask benchmark in GB/s: bytes moved / median time."""
+    return bench["extra_info"]["bytes"] / bench["stats"]["median"] / 1e9
 
 
 def dask_table(benchmarks):
@@ -325,11 +406,11 @@ def dask_table(benchmarks):
                 f"`{found.get('fastrelu', next(iter(found.values())))['extra_info']['impl']}`",
                 scheduler,
                 f"{_size_label(size)} in {_size_label(chunk)}",
-                _cell(ours),
-                _cell(all_threads),
-                f"`{found['numpy']['extra_info']['impl']}` {_cell(numpy)}" if numpy else "–",
-                _cell(ours / numpy if ours and numpy else None),
-                _cell(ours / all_threads if ours and all_threads else None),
+                _fmt(ours) if ours else "–",
+                _fmt(all_threads) if all_threads else "–",
+                f"`{found['numpy']['extra_info']['impl']}` {_fmt(numpy)}" if numpy else "–",
+                _fmt(ours / numpy) if ours and numpy else "–",
+                _fmt(ours / all_threads) if ours and all_threads else "–",
             ]
         )
     if not rows:
@@ -373,20 +454,32 @@ def machine_summary(data):
             ("PyTorch", "torch"),
         )
     )
+    runs = data.get("runs", 1)
+    repeated = f" The suite ran {runs} times; each implementation's samples are pooled." if runs > 1 else ""
     return (
         f"Run on {date} UTC: {info.get('cpu_model', 'unknown CPU')}, "
         f"{info.get('logical_cores', '?')} logical cores, fastrelu on "
-        f"{info.get('fastrelu_threads', '?')} threads and PyTorch set to the same; {software}."
+        f"{info.get('fastrelu_threads', '?')} threads and PyTorch set to the same; {software}.{repeated}"
     )
 
 
-def plot_throughput(benchmarks, path):
-    """Plot GB/s against size, one panel per operation, into a PNG.
+# The plot's lines: comparison name -> (label, colour).
+PLOT_LINES = {
+    "torch_out": ("PyTorch, out=", "#2ca02c"),
+    "torch": ("PyTorch, allocating", "#98df8a"),
+    "numpy_out": ("NumPy, out=", "#1f77b4"),
+    "numpy": ("NumPy, allocating", "#aec7e8"),
+    "copy_out": ("copy, out=", "black"),
+}
+
+
+def plot_ratios(rows, path):
+    """Plot fastrelu's ratios against size, a panel per operation and dtype, into a PNG.
 
     Parameters
     ----------
-    benchmarks : list of dict
-        The ``benchmarks`` of a pytest-benchmark JSON.
+    rows : list of dict
+        From :func:`group_rows`.
     path : Path
         The PNG to write; its folder is made if missing.
 
@@ -403,59 +496,54 @@ def plot_throughput(benchmarks, path):
     except ImportError:
         return False
 
-    series = defaultdict(dict)  # (op, library, label) -> {dtype: {size: GB/s}}
-    for bench in _of_suite(benchmarks, "kernels"):
-        info = bench["extra_info"]
-        key = (info["op"], info["library"], info["impl"])
-        series[key].setdefault(info["dtype"], {})[info["size"]] = _gbps(bench)
-    colours = {"fastrelu": ["#d62728", "#ff9896"], "numpy": ["#1f77b4", "#17becf", "#9edae5", "#aec7e8"]}
-    colours["torch"] = ["#2ca02c", "#98df8a"]
-    colours["copy"] = ["black", "#8c8c8c"]  # the copy, then the copy into fresh memory
-    markers = {"fastrelu": "o", "numpy": "s", "torch": "^"}
-
-    fig, axes = plt.subplots(2, 2, figsize=(14, 11), layout="constrained")
-    for ax, op in zip(axes.flat, OPERATIONS):
-        used = defaultdict(int)
-        for (name, library, label), by_dtype in series.items():
-            if name != op:
-                continue
-            palette = colours.get(library, ["#7f7f7f"])
-            colour = palette[used[library] % len(palette)]
-            used[library] += 1
-            legend = label
-            for dtype, style in zip(DTYPES, ("-", "--")):
-                points = sorted(by_dtype.get(dtype, {}).items())
+    ops = [op for op in OPERATIONS if any(r["op"] == op for r in rows)]
+    ops += sorted({r["op"] for r in rows} - set(ops))
+    dtypes = [d for d in DTYPES if any(r["dtype"] == d for r in rows)]
+    fig, axes = plt.subplots(
+        len(dtypes), len(ops), figsize=(4 * len(ops), 3.6 * len(dtypes)), squeeze=False, layout="constrained"
+    )
+    for i, dtype in enumerate(dtypes):
+        for j, op in enumerate(ops):
+            ax = axes[i][j]
+            mine = [r for r in rows if r["op"] == op and r["dtype"] == dtype]
+            for name, (label, colour) in PLOT_LINES.items():
+                points = [(r["size"], r["ratio"][name]) for r in mine if name in r["ratio"]]
                 if points:
                     xs, ys = zip(*points)
-                    ax.plot(
-                        xs, ys, style, color=colour, marker=markers.get(library, "."), ms=3.5, label=legend
-                    )
-                    legend = None  # one legend entry per implementation
-        ax.set_title(op)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("elements")
-        ax.set_ylabel("GB/s")
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    fig.suptitle("Throughput against size (GB/s of bytes that must move; solid float32, dashed float64)")
+                    style = "--" if name.startswith("copy") else "-"
+                    ax.plot(xs, ys, style, color=colour, marker="o", ms=3, label=label)
+            ax.axhline(1.0, color="#d62728", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{op}, {dtype}", fontsize=10)
+            ax.set_xlabel("elements")
+            if j == 0:
+                ax.set_ylabel("speed-up of fastrelu")
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(PLOT_LINES), frameon=False)
+    fig.suptitle("fastrelu's speed over each peer's (above the red line: fastrelu is faster)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
 
 
-DASK_NOTE = (
-    "`bench/test_dask.py`: float32 graphs of one task per chunk, fastrelu's and the same "
-    "NumPy expression mapped over the chunks with `da.map_blocks`, in GB/s of the bytes "
-    "that must move (median of 5 rounds). A round computes the graph from inputs already "
-    "in memory and keeps its result there (`persist`); the previous round's result is "
-    "freed before it, untimed. The threaded scheduler runs one "
-    "thread per core; the LocalCluster one single-threaded worker process per core. "
-    "fastrelu runs as shipped, each task's chunk on one thread "
-    "(`fastrelu.config.DASK_BLOCK_THREADS = 1`), and with each chunk split over all of "
-    "fastrelu's threads (`None`)."
+METHOD = (
+    "Each row compares, at one size, fastrelu with `out=` and allocating against PyTorch's and "
+    "NumPy's fastest idioms in the same form (listed below) and against a copy of as many bytes "
+    "(n elements for a forward pass, 1.5 n for a backward pass) run by fastrelu's own entries and "
+    "threads, the ceiling of a kernel that moves its bytes and computes nothing. Every "
+    "implementation was first called until its time per call settled (at least 100 calls or "
+    "0.2 s, then three samples in a row within 10%); then rounds took one sample of each in turn, "
+    "in an order rotated from round to round, a sample repeating the call for at least 2 ms, with "
+    "10 ms between samples so that no thread pool's spinning workers (PyTorch's OpenMP threads "
+    "spin about 8 ms after a call) outlive their own implementation's sample. A ratio is the "
+    "other's median time per call over fastrelu's: above 1, fastrelu is faster; bold marks those "
+    "below 1. *µs* is fastrelu's median time per call with its quartiles; *±* is the largest half "
+    "interquartile range, relative to the median, among the implementations compared in the row. "
+    "NumPy runs on one thread, fastrelu and PyTorch on the same number; inputs are standard "
+    "normal, so PyTorch's softplus never reaches its threshold of 20."
 )
 
 
@@ -474,45 +562,45 @@ def section(data, plot="(No plot.)"):
     str
     """
     benchmarks = data["benchmarks"]
-    kernels = _of_suite(benchmarks, "kernels")
-    options = kernels[0]["options"] if kernels else {}
-    runs = data.get("runs", 1)
-    over_runs = f", the median over {runs} runs of the suite of each run's median" if runs > 1 else ""
+    rows = group_rows(benchmarks)
     parts = [
         "Generated by `python bench/run.py` (`bench/render.py`); do not edit by hand.",
         machine_summary(data),
-        "Throughput in GB/s of the bytes that must move: the forward passes read `x` "
-        "and write the result, the backward passes read `x` and `grad` and write the "
-        f"result. Each number divides those bytes by the median time of a call{over_runs} "
-        f"(pytest-benchmark: at least {options.get('min_rounds', '?')} rounds and up to "
-        f"{options.get('max_time', '?')} s of them per implementation), inputs standard normal. "
-        "*copy* is `np.copyto` moving as many bytes as the operation (n elements for a "
-        "forward pass, 1.5 n for a backward pass), split over threads as fastrelu splits `relu`; "
-        "*copy into fresh memory* is the same copy into a new `np.empty`, whose pages the "
-        "operating system must map and zero on first touch, as for every allocating call. "
-        "NumPy runs on one thread, fastrelu and PyTorch split large arrays across theirs. "
-        "*best peer* is the fastest NumPy or "
-        "PyTorch implementation of the group, allocating or not; both ratios are "
-        "those of fastrelu with `out=`. PyTorch's softplus and its gradient return `x` "
-        "and `grad` where `x > 20`, which standard normal inputs never reach.",
     ]
-    goals = goals_table(benchmarks)
-    if goals:
-        parts += ["### The goals", GOALS_NOTE, goals]
-    rows = throughput_rows(benchmarks)
-    for dtype in sorted({row["dtype"] for row in rows}, key=lambda d: (d not in DTYPES, d)):
-        parts += [f"### {dtype}", throughput_table([row for row in rows if row["dtype"] == dtype])]
+    checks = checks_table(rows, benchmarks)
+    if checks:
+        parts += [
+            "### Checks",
+            "Each a ratio of two medians of this run (above 1: fastrelu is faster; against "
+            "the copy: the fraction of its speed), or seconds.",
+            checks,
+        ]
+    overview = overview_table(rows)
+    if overview:
+        parts += [
+            "### At every size",
+            "The lowest ratio of fastrelu against each peer over all the sizes measured, and where.",
+            overview,
+            plot,
+        ]
     if rows:
-        parts.append(plot)
-        impls = defaultdict(list)
-        for bench in kernels:
+        parts += ["### By operation", METHOD]
+        for op in dict.fromkeys(r["op"] for r in rows):
+            for dtype in dict.fromkeys(r["dtype"] for r in rows if r["op"] == op):
+                parts += [
+                    f"#### {op}, {dtype}",
+                    operation_table([r for r in rows if r["op"] == op and r["dtype"] == dtype]),
+                ]
+        labels = defaultdict(list)
+        for bench in _of_suite(benchmarks, "kernels"):
             info = bench["extra_info"]
-            if info["impl"] not in impls[info["op"]]:
-                impls[info["op"]].append(info["impl"])
+            for impl in info["implementations"].values():
+                if impl["label"] not in labels[info["op"]]:
+                    labels[info["op"]].append(impl["label"])
         parts.append(
             "Implementations timed:\n\n"
             + "\n".join(
-                f"- {op}: " + ", ".join(f"`{label}`" for label in labels) for op, labels in impls.items()
+                f"- {op}: " + ", ".join(f"`{label}`" for label in found) for op, found in labels.items()
             )
         )
     startup = startup_table(benchmarks)
@@ -524,13 +612,23 @@ def section(data, plot="(No plot.)"):
             "folder or one a previous process filled.",
             startup,
         ]
-    overhead = overhead_table(benchmarks)
-    if overhead:
-        parts += ["### Per-call cost, float32", "Median µs per call, in one process.", overhead]
     dask = dask_table(benchmarks)
     if dask:
         parts += ["### Dask", DASK_NOTE, dask]
     return "\n\n".join(parts)
+
+
+DASK_NOTE = (
+    "`bench/test_dask.py`: float32 graphs of one task per chunk, fastrelu's and the same "
+    "NumPy expression mapped over the chunks with `da.map_blocks`, in GB/s of the bytes "
+    "that must move (median of 5 rounds). A round computes the graph from inputs already "
+    "in memory and keeps its result there (`persist`); the previous round's result is "
+    "freed before it, untimed. The threaded scheduler runs one "
+    "thread per core; the LocalCluster one single-threaded worker process per core. "
+    "fastrelu runs as shipped, each task's chunk on one thread "
+    "(`fastrelu.config.DASK_BLOCK_THREADS = 1`), and with each chunk split over all of "
+    "fastrelu's threads (`None`)."
+)
 
 
 def replace_section(text, body):
@@ -576,9 +674,10 @@ def merge_runs(runs):
     Returns
     -------
     dict
-        The first run, with each benchmark's median replaced by the median
-        of its medians over the runs, the samples of the start-up steps
-        pooled, and ``"runs"`` set to the number of runs.
+        The first run, with each kernel implementation's samples and each
+        start-up step's samples pooled over the runs, each other benchmark's
+        median replaced by the median of its medians, and ``"runs"`` set to
+        the number of runs.
     """
     merged = copy.deepcopy(runs[0])
     by_name = defaultdict(list)
@@ -592,6 +691,10 @@ def merge_runs(runs):
         if "samples" in info:
             info["samples"] = [t for b in all_runs for t in b["extra_info"]["samples"]]
             info["seconds"] = statistics.median(info["samples"])
+        for key, impl in info.get("implementations", {}).items():
+            impl["samples"] = [
+                t for b in all_runs for t in b["extra_info"]["implementations"][key]["samples"]
+            ]
     merged["runs"] = len(runs)
     return merged
 
@@ -628,10 +731,13 @@ def render(json_path, output, img_dir=None, plot=True):
     replace_section(text, "")  # no markers: fail before drawing anything
     img_dir = output.parent / "img" if img_dir is None else Path(img_dir)
     image = img_dir / PLOT_NAME
-    drawn = plot and plot_throughput(data["benchmarks"], image)
+    rows = group_rows(data["benchmarks"])
+    drawn = plot and bool(rows) and plot_ratios(rows, image)
     if drawn:
         link = Path(os.path.relpath(image, output.parent)).as_posix()
-        line = f"![GB/s against size, per operation and implementation]({link})"
+        line = f"![fastrelu's speed-up over PyTorch, NumPy and a copy, against size]({link})"
+    elif not rows:
+        line = "(No plot: the run measured no kernels.)"
     else:
         line = "(Plot skipped: matplotlib is not installed.)" if plot else "(Plot skipped: --no-plot.)"
     output.write_text(replace_section(text, section(data, line)))

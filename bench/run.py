@@ -23,15 +23,15 @@ from render import render
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ["bench/test_kernels.py", "bench/test_startup.py", "bench/test_dask.py"]
 # pyproject's addopts hold --benchmark-disable, which --benchmark-enable
-# overrides.  Each benchmark runs for max-time seconds or min-rounds rounds,
-# whichever is longer; a round repeats the call for at least 0.2 ms, which
-# keeps the timer's own cost out of small sizes and the JSON to a few MB.
+# overrides.  min-rounds is the number of interleaved rounds of each kernel
+# group (test_kernels.py), the number of fresh processes per start-up step,
+# and the least number of rounds of the Dask group.
 PYTEST_DEFAULTS = [
     "--benchmark-enable",
-    "--benchmark-min-rounds=5",
+    "--benchmark-min-rounds=7",
     "--benchmark-max-time=0.5",
     "--benchmark-min-time=0.0002",
-    "--benchmark-columns=median,iqr,rounds,iterations",
+    "--benchmark-columns=median,rounds",
     "-p",
     "no:cacheprovider",
 ]

@@ -1,17 +1,25 @@
-"""Throughput of the four kernels next to NumPy, PyTorch and a plain copy.
+"""Speed of the kernels next to NumPy, PyTorch and a copy, from 2**4 to 2**26 elements.
 
-    python bench/run.py                               # this and test_startup.py, then the page
-    FASTRELU_BENCH_SIZES=12,16 python bench/run.py    # only 2**12 and 2**16 elements
+    python bench/run.py                                  # this, the start-up and Dask groups, then the page
+    FASTRELU_BENCH_SIZES=4,12,20 python bench/run.py     # only 2**4, 2**12 and 2**20 elements
 
-One benchmark group per operation, dtype and size holds fastrelu writing into
-a preallocated ``out=`` and allocating its result, NumPy's and PyTorch's
-fastest idioms for the same result in both forms, and ``np.copyto`` moving as
-many bytes as the operation must: the machine's ceiling.  Each benchmark's
-``extra_info`` holds those bytes (forward: read ``x``, write the result;
-backward: read ``x`` and ``grad``, write the result), so that
-GB/s = bytes / median time.
+One benchmark per operation, dtype and size times, in interleaved rounds
+(``fastrelu._throughput.interleave``), every implementation of that
+operation: fastrelu writing into a preallocated ``out=`` and allocating its
+result, NumPy's and PyTorch's idioms for the same result in both forms, and
+a copy of as many bytes on fastrelu's threads (into a preallocated array and
+into fresh memory), the ceiling of a kernel that moves its bytes and
+computes nothing.  Each implementation is first called until its time per
+call settles; a round then takes one sample of each (a sample repeats the
+call for at least 2 ms), in an order rotated from round to round, with a
+pause of 10 ms between samples so that no thread pool's spinning workers
+outlive their own implementation's sample.  ``extra_info`` holds every
+sample and the bytes an operation must move (forward: read ``x``, write the
+result; backward: read ``x`` and ``grad``, write the result);
+``bench/render.py`` turns them into ratios.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -20,7 +28,8 @@ import numpy as np
 import pytest
 
 import fastrelu
-from fastrelu._throughput import numpy_softplus, numpy_softplus_backward, parallel_copy, torch_operations
+from fastrelu._table import KERNELS
+from fastrelu._throughput import NUMPY_OPERATIONS, interleave, parallel_copy, torch_operations
 
 try:
     import torch
@@ -28,7 +37,7 @@ except ImportError:
     torch = None
 
 DTYPES = ("float32", "float64")
-DEFAULT_EXPONENTS = (12, 16, 20, 24)
+DEFAULT_EXPONENTS = tuple(range(4, 27, 2))
 
 
 def exponents_from_environment():
@@ -51,7 +60,7 @@ def exponents_from_environment():
 class Impl:
     key: str  # the library, then "_out" for a form that writes into a preallocated o
     label: str  # the call as the tables and plots show it
-    call: Callable  # call(x, grad, o); PyTorch's take tensors
+    call: Callable  # call(x, g, o); PyTorch's take tensors
 
     @property
     def library(self):
@@ -59,79 +68,52 @@ class Impl:
 
     @property
     def allocates(self):
-        return self.key != "copy" and not self.key.endswith("_out")
+        return not self.key.endswith("_out")
+
+
+def fastrelu_implementations(name):
+    """fastrelu's two forms of kernel *name*: into ``o``, and allocating."""
+    func = getattr(fastrelu, name)
+    names = {"x": "x", "grad": "g"}
+    args = ", ".join(names[a] for a in KERNELS[name].operands)
+    if len(KERNELS[name].operands) == 1:
+        return [
+            Impl("fastrelu_out", f"fastrelu.{name}({args}, out=o)", lambda x, g, o: func(x, out=o)),
+            Impl("fastrelu", f"fastrelu.{name}({args})", lambda x, g, o: func(x)),
+        ]
+    return [
+        Impl("fastrelu_out", f"fastrelu.{name}({args}, out=o)", lambda x, g, o: func(x, g, out=o)),
+        Impl("fastrelu", f"fastrelu.{name}({args})", lambda x, g, o: func(x, g)),
+    ]
 
 
 aten = torch.ops.aten if torch is not None else None
-# PyTorch's kernels writing into o: the ones `fastrelu bench` times too.
-TORCH_OUT = torch_operations() or {}
+TORCH_OPERATIONS = torch_operations() or {}
 
-ARRAYS_READ = {"relu": 1, "relu_backward": 2, "softplus": 1, "softplus_backward": 2}
-
-# In the order of the tables.  torch.relu has no out= form, and aten.relu.out
-# computes into a temporary and copies it; torch.clamp_min(x, 0, out=o) writes o.
-IMPLEMENTATIONS = {
+# NumPy's and PyTorch's idioms in both forms: those that write into o are the
+# ones `fastrelu bench` times too.  PyTorch's softplus and its gradient
+# return x and grad where x > 20, which standard normal inputs never reach.
+PEERS = {
     "relu": [
-        Impl("fastrelu_out", "fastrelu.relu(x, out=o)", lambda x, g, o: fastrelu.relu(x, out=o)),
-        Impl("fastrelu", "fastrelu.relu(x)", lambda x, g, o: fastrelu.relu(x)),
-        Impl("numpy_out", "np.maximum(x, 0, out=o)", lambda x, g, o: np.maximum(x, 0, out=o)),
         Impl("numpy", "np.maximum(x, 0)", lambda x, g, o: np.maximum(x, 0)),
-        Impl("torch_out", "torch.clamp_min(x, 0, out=o)", TORCH_OUT.get("relu")),
         Impl("torch", "torch.relu(x)", lambda x, g, o: torch.relu(x)),
     ],
     "relu_backward": [
-        Impl(
-            "fastrelu_out",
-            "fastrelu.relu_backward(x, g, out=o)",
-            lambda x, g, o: fastrelu.relu_backward(x, g, out=o),
-        ),
-        Impl("fastrelu", "fastrelu.relu_backward(x, g)", lambda x, g, o: fastrelu.relu_backward(x, g)),
-        Impl("numpy_out", "np.multiply(g, x > 0, out=o)", lambda x, g, o: np.multiply(g, x > 0, out=o)),
+        Impl("numpy", "g * (x > 0)", lambda x, g, o: g * (x > 0)),
         Impl("numpy_where", "np.where(x > 0, g, 0)", lambda x, g, o: np.where(x > 0, g, 0)),
-        Impl("numpy_mask", "g * (x > 0)", lambda x, g, o: g * (x > 0)),
-        Impl(
-            "torch_out",
-            "aten.threshold_backward.grad_input(g, x, 0, grad_input=o)",
-            TORCH_OUT.get("relu_backward"),
-        ),
         Impl("torch", "aten.threshold_backward(g, x, 0)", lambda x, g, o: aten.threshold_backward(g, x, 0)),
     ],
     "softplus": [
-        Impl("fastrelu_out", "fastrelu.softplus(x, out=o)", lambda x, g, o: fastrelu.softplus(x, out=o)),
-        Impl("fastrelu", "fastrelu.softplus(x)", lambda x, g, o: fastrelu.softplus(x)),
         Impl("numpy_logaddexp_out", "np.logaddexp(0, x, out=o)", lambda x, g, o: np.logaddexp(0, x, out=o)),
-        Impl("numpy_logaddexp", "np.logaddexp(0, x)", lambda x, g, o: np.logaddexp(0, x)),
         Impl(
-            "numpy_stable_out", "max(x, 0) + log1p(exp(-abs(x))), out=o", lambda x, g, o: numpy_softplus(x, o)
-        ),
-        Impl(
-            "numpy_stable",
+            "numpy",
             "np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))",
             lambda x, g, o: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
-        ),
-        Impl(
-            "torch_out",
-            "aten.softplus.out(x, 1, 20, out=o)",
-            TORCH_OUT.get("softplus"),
         ),
         Impl("torch", "F.softplus(x)", lambda x, g, o: torch.nn.functional.softplus(x)),
     ],
     "softplus_backward": [
-        Impl(
-            "fastrelu_out",
-            "fastrelu.softplus_backward(x, g, out=o)",
-            lambda x, g, o: fastrelu.softplus_backward(x, g, out=o),
-        ),
-        Impl(
-            "fastrelu", "fastrelu.softplus_backward(x, g)", lambda x, g, o: fastrelu.softplus_backward(x, g)
-        ),
-        Impl("numpy_out", "g / (1 + exp(-x)), out=o", lambda x, g, o: numpy_softplus_backward(x, g, o)),
         Impl("numpy", "g / (1 + np.exp(-x))", lambda x, g, o: g / (1 + np.exp(-x))),
-        Impl(
-            "torch_out",
-            "aten.softplus_backward.grad_input(g, x, 1, 20, grad_input=o)",
-            TORCH_OUT.get("softplus_backward"),
-        ),
         Impl(
             "torch",
             "aten.softplus_backward(g, x, 1, 20)",
@@ -139,15 +121,21 @@ IMPLEMENTATIONS = {
         ),
     ],
 }
+for _name, (_label, _call) in NUMPY_OPERATIONS.items():
+    PEERS.setdefault(_name, []).insert(0, Impl("numpy_out", _label, _call))
+for _name, (_label, _call) in TORCH_OPERATIONS.items():
+    PEERS.setdefault(_name, []).insert(0, Impl("torch_out", _label, _call))
 
-COPY = Impl("copy", "np.copyto (same bytes, same threads)", lambda src, g, dst: parallel_copy(dst, src))
-# The same copy into a fresh np.empty: what the first touch of new memory costs.
-COPY_FRESH = Impl(
-    "copy_fresh",
-    "np.copyto into a fresh np.empty (same bytes, same threads)",
-    lambda src, g, dst: parallel_copy(np.empty_like(src), src),
-)
-COPIES = {impl.key: impl for impl in (COPY, COPY_FRESH)}
+# A copy of as many bytes as the operation moves, on fastrelu's threads:
+# n elements for a forward pass, 1.5 n for a backward pass (read and write).
+COPIES = [
+    Impl("copy_out", "copy (same bytes, same threads)", lambda src, g, dst: parallel_copy(dst, src)),
+    Impl(
+        "copy",
+        "copy into a fresh np.empty (same bytes, same threads)",
+        lambda src, g, dst: parallel_copy(np.empty_like(src), src),
+    ),
+]
 
 # What every implementation must agree with, computed in float64.
 REFERENCES = {
@@ -158,22 +146,17 @@ REFERENCES = {
 }
 
 
-def _cases():
+def implementations(op):
+    """Every implementation timed for operation *op*, PyTorch's only if installed."""
+    peers = [impl for impl in PEERS.get(op, []) if impl.library != "torch" or torch is not None]
+    return fastrelu_implementations(op) + peers + COPIES
+
+
+def _groups():
     for dtype in DTYPES:
         for exponent in exponents_from_environment():
-            for op, impls in IMPLEMENTATIONS.items():
-                for impl in [*impls, *COPIES.values()]:
-                    marks = []
-                    if impl.library == "torch" and torch is None:
-                        marks.append(pytest.mark.skip(reason="PyTorch is not installed"))
-                    yield pytest.param(
-                        op,
-                        dtype,
-                        2**exponent,
-                        impl.key,
-                        id=f"{op}-{dtype}-2**{exponent}-{impl.key}",
-                        marks=marks,
-                    )
+            for op in KERNELS:
+                yield pytest.param(op, dtype, 2**exponent, id=f"{op}-{dtype}-2**{exponent}")
 
 
 @pytest.fixture(scope="session")
@@ -183,41 +166,52 @@ def torch_threads():
         torch.set_num_threads(fastrelu.get_num_threads())
 
 
-@pytest.mark.parametrize("op, dtype, size, key", list(_cases()))
-def test_throughput(benchmark, arrays, torch_threads, op, dtype, size, key):
-    impl = next((i for i in IMPLEMENTATIONS[op] if i.key == key), None) or COPIES[key]
+@pytest.mark.parametrize("op, dtype, size", list(_groups()))
+def test_kernels(benchmark, request, arrays, torch_threads, op, dtype, size):
     x, g = arrays(dtype, size)
-    nbytes = (ARRAYS_READ[op] + 1) * x.nbytes
+    arrays_moved = len(KERNELS[op].operands) + 1
+    nbytes = arrays_moved * x.nbytes
+    calls, found = {}, {}
+    for impl in implementations(op):
+        if impl.library == "copy":
+            count = arrays_moved * size // 2
+            src = np.concatenate([x, g])[:count]
+            args = (src, None, np.zeros_like(src))
+        elif impl.library == "torch":
+            args = tuple(map(torch.from_numpy, (x, g, np.empty_like(x))))
+        else:
+            args = (x, g, np.empty_like(x))
+        # Compiles fastrelu's kernel and faults in the output's pages outside
+        # the timing, and checks that every implementation computes the same.
+        result = impl.call(*args)
+        if impl.library != "copy" and op in REFERENCES:
+            head = np.asarray(result if impl.allocates else args[2])[:1024]
+            expected = REFERENCES[op](x[:1024].astype(np.float64), g[:1024].astype(np.float64))
+            np.testing.assert_allclose(head, expected, rtol=1e-5, atol=1e-30)
+        calls[impl.key] = functools.partial(impl.call, *args)
+        found[impl.key] = impl
 
-    if impl.library == "copy":
-        # Copy n elements for a forward pass and 1.5 n for a backward pass:
-        # read + write bytes equal to the operation's.
-        count = nbytes // (2 * x.itemsize)
-        args = (np.concatenate([x, g])[:count], None, np.empty(count, x.dtype))
-        args[2].fill(0)
-    elif impl.library == "torch":
-        args = tuple(map(torch.from_numpy, (x, g, np.empty_like(x))))
-    else:
-        args = (x, g, np.empty_like(x))
-
-    # Compiles fastrelu's kernel and faults in the output's pages outside the
-    # timing, and checks that every implementation computes the same thing.
-    result = impl.call(*args)
-    if impl.library != "copy":
-        head = np.asarray(result if impl.allocates else args[2])[:1024]
-        expected = REFERENCES[op](x[:1024].astype(np.float64), g[:1024].astype(np.float64))
-        np.testing.assert_allclose(head, expected, rtol=1e-5, atol=1e-30)
-
+    rounds = max(1, request.config.getoption("benchmark_min_rounds"))
+    timings = {}
     benchmark.group = f"{op} {dtype} 2**{size.bit_length() - 1}"
+    benchmark.pedantic(lambda: timings.update(interleave(calls, rounds)), rounds=1, iterations=1)
     benchmark.extra_info.update(
         suite="kernels",
         op=op,
         dtype=dtype,
         size=size,
-        impl=impl.label,
-        key=impl.key,
-        library=impl.library,
-        allocates=impl.allocates,
         bytes=nbytes,
+        threads=fastrelu.get_num_threads(),
+        implementations={
+            key: {
+                "label": impl.label,
+                "library": impl.library,
+                "allocates": impl.allocates,
+                "samples": timings[key].samples,
+                "calls_per_sample": timings[key].number,
+                "warmup_calls": timings[key].warmup_calls,
+                "settled": timings[key].settled,
+            }
+            for key, impl in found.items()
+        },
     )
-    benchmark(impl.call, *args)

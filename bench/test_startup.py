@@ -1,14 +1,13 @@
-"""What a call costs besides its kernel: import, the first call, the fixed cost.
+"""What a process pays before its first result: importing fastrelu, the first call.
 
-Import and first call are measured in fresh interpreters, timed inside the
-child around the step alone, so that starting Python and importing NumPy do
-not count; each is repeated ``--benchmark-min-rounds`` times, and the child's
-times go to ``extra_info`` (the benchmark's own statistics are the wall time
-of the whole child process).  The first call meets an empty Numba cache
+Both are measured in fresh interpreters, timed inside the child around the
+step alone, so that starting Python and importing NumPy do not count; each
+is repeated ``--benchmark-min-rounds`` times, and the child's times go to
+``extra_info`` (the benchmark's own statistics are the wall time of the
+whole child process).  The first call meets an empty Numba cache
 (``NUMBA_CACHE_DIR`` a fresh folder: Numba is imported and the kernel
-compiled) or a warm one (the kernel loaded from disk).  The fixed cost of a
-call is measured in this process on float32 arrays small enough for the
-kernel's own time to vanish.
+compiled) or a warm one (the kernel loaded from disk).  The cost of each
+later call is in the kernel groups' smallest sizes (``test_kernels.py``).
 """
 
 import itertools
@@ -18,10 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-import fastrelu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,23 +78,3 @@ def test_startup(benchmark, request, tmp_path, step):
     benchmark.extra_info.update(
         suite="startup", key=step, step=label, seconds=statistics.median(samples), samples=samples
     )
-
-
-CALLS = {
-    "fastrelu": ("fastrelu.relu(x)", lambda x, o: (fastrelu.relu, (x,), {})),
-    "fastrelu_out": ("fastrelu.relu(x, out=o)", lambda x, o: (fastrelu.relu, (x,), {"out": o})),
-    "numpy": ("np.maximum(x, 0)", lambda x, o: (np.maximum, (x, 0), {})),
-    "numpy_out": ("np.maximum(x, 0, out=o)", lambda x, o: (np.maximum, (x, 0), {"out": o})),
-}
-
-
-@pytest.mark.parametrize("call", list(CALLS))
-@pytest.mark.parametrize("size", [16, 2**12])
-def test_call_overhead(benchmark, size, call):
-    label, bind = CALLS[call]
-    x = np.random.default_rng(size).standard_normal(size, dtype=np.float32)
-    func, args, kwargs = bind(x, np.empty_like(x))
-    func(*args, **kwargs)  # compiles
-    benchmark.group = f"call overhead float32 {size}"
-    benchmark.extra_info.update(suite="overhead", key=call, call=label, dtype="float32", size=size)
-    benchmark(func, *args, **kwargs)

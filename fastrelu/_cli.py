@@ -76,12 +76,8 @@ def _cuda_device():
 def _cache_location():
     """Where Numba keeps fastrelu's compiled kernels, without compiling any."""
     from . import _kernels
-    from ._loops import LOOPS
 
-    name = next(iter(LOOPS))
-    disp = _kernels._dispatcher(name, LOOPS[name][0])
-    cache = getattr(disp, "_cache", None)
-    path = getattr(cache, "cache_path", None)
+    path = _kernels.cache_location()
     if path is None:
         return "none: kernels are compiled in memory in each process (FASTRELU_CACHE=0 or no writable folder)"
     return path

@@ -18,6 +18,7 @@ from numba.extending import register_jitable
 
 from . import _formulas as f
 from ._device import DeviceOperand
+from ._table import KERNELS
 
 # Threads per block, and the most blocks a launch asks for: a grid-stride
 # loop covers any size, and a small grid keeps the simulator fast.
@@ -26,24 +27,26 @@ MAX_BLOCKS = 65535
 SIMULATOR_MAX_BLOCKS = 4
 
 
-def relu_kernel(x, out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = f.relu(x[i])
+def grid_kernel(kernel):
+    """The grid-stride CUDA kernel of *kernel* (an entry of
+    :data:`fastrelu._table.KERNELS`), as a Python function for ``cuda.jit``:
+    it takes the operands, the output and the tuple of scalars."""
+    formula = getattr(f, kernel.formula)
+    if len(kernel.operands) == 1:
 
+        def grid(x, out, scalars):
+            for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+                out[i] = formula(x[i], *scalars)
 
-def relu_backward_kernel(x, grad, out, at_zero):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = f.relu_grad(x[i], grad[i], at_zero)
+    elif len(kernel.operands) == 2:
 
+        def grid(x, y, out, scalars):
+            for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+                out[i] = formula(x[i], y[i], *scalars)
 
-def softplus_kernel(x, out, beta_hi, beta_lo, threshold):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = f.softplus(x[i], beta_hi, beta_lo, threshold)
-
-
-def softplus_backward_kernel(x, grad, out, beta_hi, beta_lo, threshold):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = f.softplus_grad(x[i], grad[i], beta_hi, beta_lo, threshold)
+    else:
+        raise ValueError(f"{kernel.name}: a kernel has 1 or 2 operands, not {len(kernel.operands)}")
+    return grid
 
 
 @register_jitable
@@ -73,23 +76,16 @@ def fill_kernel(dst, value):
         dst[i] = value
 
 
-# Kernel name -> (python function, number of array arguments, number of scalars),
-# as fastrelu._loops.LOOPS for the CPU.
-KERNELS = {
-    "relu": (relu_kernel, 2, 0),
-    "relu_backward": (relu_backward_kernel, 3, 1),
-    "softplus": (softplus_kernel, 2, 3),
-    "softplus_backward": (softplus_backward_kernel, 3, 3),
-}
 _HELPERS = {"gather": gather_kernel, "scatter": scatter_kernel, "fill": fill_kernel}
 _dispatchers = {}
 
 
 def dispatcher(name):
-    """The lazily compiling ``cuda.jit`` dispatcher of kernel *name*."""
+    """The lazily compiling ``cuda.jit`` dispatcher of kernel *name*: an
+    entry of :data:`fastrelu._table.KERNELS` or a layout helper."""
     disp = _dispatchers.get(name)
     if disp is None:
-        func = KERNELS[name][0] if name in KERNELS else _HELPERS[name]
+        func = _HELPERS[name] if name in _HELPERS else grid_kernel(KERNELS[name])
         disp = _dispatchers[name] = cuda.jit(func)
     return disp
 
@@ -195,8 +191,8 @@ def _wrap(array, like):
     return array
 
 
-def run(name, inputs, out, shape, result, scalars, compute, stream=None):
-    """Compute kernel *name* on the GPU; the GPU twin of ``_elementwise.run``.
+def run(kernel, inputs, out, shape, result, scalars, compute, stream=None):
+    """Compute *kernel* on the GPU; the GPU twin of ``_elementwise.run``.
 
     *inputs* are DeviceOperands, host scalars (0-d arrays), or, where the
     caller asked for ``device="cuda"``, host arrays, which are copied in; the
@@ -219,7 +215,9 @@ def run(name, inputs, out, shape, result, scalars, compute, stream=None):
     if n:
         out_flat = span_array(target) if direct else cuda.device_array(n, compute, stream=stream)
         views = [_input_view(a, shape, compute, target, stream) for a in inputs]
-        launch(name, n, (*views, out_flat, *scalars), stream)
+        # The scalars in the compute dtype: constants of another type would
+        # turn float32 arithmetic into float64.
+        launch(kernel.name, n, (*views, out_flat, tuple(compute.type(s) for s in scalars)), stream)
         if not direct:
             offset, strides = _layout(target, shape)
             launch("scatter", n, (out_flat, span_array(target), offset, strides, shape), stream)

@@ -32,11 +32,15 @@ def _probe(a):
     return np.empty(0, dtype)
 
 
-def apply(func, operands, out, device, stream, **kwargs):
-    """``func(*operands, **kwargs)`` as a lazy Dask array, block by block."""
+def apply(kernel, operands, out, device, stream, kwargs):
+    """*kernel*'s public function on *operands* with keyword arguments
+    *kwargs*, as a lazy Dask array, block by block."""
     import dask.array as da
 
-    name = func.__name__
+    from . import activations
+
+    name = kernel.name
+    func = getattr(activations, name)
     if out is not None:
         raise TypeError(
             f"{name}: out= is not supported with Dask arrays; use the returned Dask array "
@@ -45,8 +49,8 @@ def apply(func, operands, out, device, stream, **kwargs):
     if stream is not None:
         raise TypeError(f"{name}: stream= does not apply to Dask arrays; each task uses the default stream")
     # The blocks' own kind (NumPy or CuPy) decides where each task runs.
-    metas = [a._meta if is_dask_array(a) else a for a in operands]
-    _device.placement(device, None, *metas)
+    metas = {n: a._meta if is_dask_array(a) else a for n, a in zip(kernel.operands, operands)}
+    _device.placement(device, None, metas)
     # The function itself on empty stand-ins: the keyword arguments are
     # checked now, and the result dtype follows exactly fastrelu's rules.
     dtype = func(*[_probe(a) for a in operands], **kwargs).dtype
@@ -61,7 +65,8 @@ def apply(func, operands, out, device, stream, **kwargs):
         ndim = len(da.core.broadcast_shapes(*shapes))
     except ValueError:
         shapes = ", ".join(str(s) for s in shapes)
-        raise ValueError(f"{name}: x and grad cannot be broadcast together: shapes {shapes}") from None
+        names = " and ".join(kernel.operands)
+        raise ValueError(f"{name}: {names} cannot be broadcast together: shapes {shapes}") from None
     pairs = []
     for a in arrays:
         # Scalars go into every task as they are; arrays align from the right.

@@ -110,12 +110,10 @@ def _c_strides(shape, dtype):
     return tuple(reversed(strides))
 
 
-_ABSENT = object()
-
-
-def placement(device, out, x, grad=_ABSENT):
-    """Where a call with these operands runs: "cpu", "cuda", or "dask" when
-    an operand is a Dask array (whose blocks decide, task by task).
+def placement(device, out, operands):
+    """Where a call with *operands* (a dict: name -> operand) and *out*
+    runs: "cpu", "cuda", or "dask" when an operand is a Dask array (whose
+    blocks decide, task by task).
 
     Host scalars (Python numbers, NumPy scalars and 0-d arrays) go with
     either side.  Raises before anything is computed: ``ValueError`` for an
@@ -126,15 +124,14 @@ def placement(device, out, x, grad=_ABSENT):
     host = np.ndarray
     if (
         device is None
-        and type(x) is host
-        and (grad is _ABSENT or type(grad) is host or type(grad) is float)
         and (out is None or type(out) is host)
+        and all(type(a) is host or type(a) is float for a in operands.values())
     ):
         return "cpu"  # the common case, kept cheap for small calls
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
-    named = {"x": x, "grad": grad, "out": out}
-    named = {name: a for name, a in named.items() if a is not _ABSENT and a is not None}
+    named = dict(operands, out=out)
+    named = {name: a for name, a in named.items() if a is not None}
     if any(is_dask_array(a) for a in named.values()):
         return "dask"
     on_device = [name for name, a in named.items() if is_device_array(a)]

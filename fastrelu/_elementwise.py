@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import _device, _kernels, _threads
+from . import _device, _kernels
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -33,12 +33,17 @@ def as_array(name, value):
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
     dt = arr.dtype
-    if dt in _SUPPORTED_FLOATS or dt.kind in "iu":
+    if supported(dt):
         return arr
     raise TypeError(
         f"{name} has dtype {dt}, which is not supported "
         "(expected float16, float32, float64 or an integer dtype)"
     )
+
+
+def supported(dt):
+    """Whether the kernels compute on dtype *dt* (float16/32/64, integers)."""
+    return dt in _SUPPORTED_FLOATS or dt.kind in "iu"
 
 
 def compute_dtype(result):
@@ -88,15 +93,16 @@ def promote(x_dtype, x_obj, grad_dtype, grad_obj):
     return result
 
 
-def broadcast_shape(x, grad):
-    if x.shape == grad.shape:
-        return x.shape
+def broadcast_shape(names, arrays):
+    """The shape of the result of operands *arrays*, named *names*."""
+    shape = arrays[0].shape
+    if all(a.shape == shape for a in arrays):
+        return shape
     try:
-        return np.broadcast_shapes(x.shape, grad.shape)
+        return np.broadcast_shapes(*(a.shape for a in arrays))
     except ValueError:
-        raise ValueError(
-            f"x and grad cannot be broadcast together: x has shape {x.shape}, grad has shape {grad.shape}"
-        ) from None
+        shapes = ", ".join(f"{name} has shape {a.shape}" for name, a in zip(names, arrays))
+        raise ValueError(f"{' and '.join(names)} cannot be broadcast together: {shapes}") from None
 
 
 def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
@@ -161,19 +167,37 @@ def _input_view(a, shape, compute, order, out):
     return _flat(buf, order)
 
 
-def run(name, inputs, out, shape, result, scalars=(), compute=None, place="cpu", stream=None):
-    """Compute loop *name* over *inputs* into *out* (or a new array) and return it.
+def call(kernel, objects, out, device, stream, params):
+    """The general path of *kernel*'s public function: operands *objects*
+    (as passed), ``out``, ``device``, ``stream`` and the kernel's keyword
+    arguments *params* (a dict).  Checks everything before anything is
+    written, then computes."""
+    named = dict(zip(kernel.operands, objects))
+    place = _device.placement(device, out, named)
+    if place == "dask":
+        from . import _dask
 
-    The loop computes in *compute* (default: :func:`compute_dtype` of
-    *result*), on the CPU or, for *place* "cuda", on the GPU (on *stream*).
-    All checks on the arguments must already have passed: from here on the
-    only errors are those of memory allocation.
+        return _dask.apply(kernel, objects, out, device, stream, params)
+    arrays = [as_array(name, obj) for name, obj in named.items()]
+    shape = broadcast_shape(kernel.operands, arrays)
+    result, compute, scalars = kernel.types(arrays, objects, **params)
+    if out is not None:
+        check_out(out, shape, result)
+    return run(kernel, arrays, out, shape, result, scalars, compute, place, stream)
+
+
+def run(kernel, inputs, out, shape, result, scalars, compute, place="cpu", stream=None):
+    """Compute *kernel* over *inputs* into *out* (or a new array) and return it.
+
+    The kernel computes in *compute*, on the CPU or, for *place* "cuda", on
+    the GPU (on *stream*), with *scalars* (Python floats exact in
+    *compute*).  All checks on the arguments must already have passed: from
+    here on the only errors are those of memory allocation.
     """
-    compute = compute_dtype(result) if compute is None else compute
     if place == "cuda":
         from . import _cuda
 
-        return _cuda.run(name, inputs, out, shape, result, scalars, compute, stream)
+        return _cuda.run(kernel, inputs, out, shape, result, scalars, compute, stream)
     if out is None:
         # Follow the inputs' memory order, as NumPy's ufuncs do.
         order = "F"
@@ -194,9 +218,7 @@ def run(name, inputs, out, shape, result, scalars=(), compute=None, place="cpu",
         order = None
     out_flat = _flat(target, order) if direct else np.empty(n, compute)
     views = [_input_view(a, shape, compute, order, out) for a in inputs]
-    views.append(out_flat)
-
-    _threads.run(name, _kernels.get(name, compute), n, views, scalars)
+    _kernels.launch(kernel, [*views, out_flat], scalars)
 
     if not direct:
         np.copyto(target, out_flat.reshape(shape), casting="unsafe")

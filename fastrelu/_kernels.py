@@ -1,78 +1,74 @@
-"""Compiles the CPU loops lazily, caches them on disk, and hands them out.
+"""Compiles the CPU code lazily, caches it on disk, and runs it.
 
 Nothing is compiled at import time, and Numba itself is imported only on the
-first call: :func:`get` compiles a loop of :mod:`fastrelu._loops` for one
-dtype on first use, or loads it from Numba's on-disk cache.  The loops are
-serial and release the GIL; :mod:`fastrelu._threads` runs them on chunks of
-a large array from several threads at once.
+first call.  Three kinds of compiled code exist (:mod:`fastrelu._loops`,
+:mod:`fastrelu._pool`), each compiled on first use and stored in Numba's
+on-disk cache, or loaded from there:
 
-Why not ``parallel=True``: Numba's cache has races for parallel functions
-(numba issues #4807, #10128), and its threading layers are either not
-fork-safe (GNU OpenMP) or abort when two threads enter parallel code at once
-(workqueue).  Serial ``nogil`` loops are cacheable and safe under threads and
-fork, so the parallelism lives in a thread pool of our own instead.
+- a chunk function per kernel, dtype and folded variant (the kernel's loop,
+  a C function that any thread can call through its address);
+- an entry per number of arrays, dtype and number of dimensions (what
+  Python calls);
+- the workers' wait loop.
+
+All of it is serial code: the threads are fastrelu's own
+(:mod:`fastrelu._pool`).  Numba's ``parallel=True`` is not used: its
+on-disk cache has races for parallel functions (numba issues #4807,
+#10128), and its threading layers are either not fork-safe (GNU OpenMP),
+abort when two threads enter parallel code at once (workqueue), or must be
+installed and found (TBB).
 """
 
 import contextlib
 import os
 
+from . import _threads
 from ._threads import ForkSafeLock
+
+# The entry's answers (see fastrelu._loops.entry).
+DONE, UNSUPPORTED, NEEDS_PLAN = 0, 1, 2
 
 _JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
 
-_dispatchers = {}  # loop name -> Numba dispatcher
-_compiled = {}  # (loop name, dtype) -> compiled entry point
+_compiled = {}  # key -> compiled code: a chunk function's address, an entry point, the wait loop
+_keep = []  # the compiled objects behind those addresses
+# What was compiled or loaded, in order: {"key": str, "loaded": from the
+# cache or compiled, "cache_path": the cache folder or None}.
+log = []
 _lock = ForkSafeLock()
 
 
-def _dispatcher(name, func):
-    """The Numba dispatcher of loop *name*, made on first use."""
-    import numba
-
-    disp = _dispatchers.get(name)
-    if disp is None:
-        if os.environ.get("FASTRELU_CACHE", "1") == "0":
-            disp = numba.njit(**_JIT_OPTIONS)(func)
-        else:
-            try:
-                disp = numba.njit(cache=True, **_JIT_OPTIONS)(func)
-            except RuntimeError:
-                # No writable cache location ("no locator available"):
-                # compile in memory, as Numba does without cache=True.
-                disp = numba.njit(**_JIT_OPTIONS)(func)
-        _stamp_with_dependencies(disp)
-        _dispatchers[name] = disp
-    return disp
-
-
-def _stamp_with_dependencies(disp):
-    """Let a change to the formulas or the maths they inline invalidate the cache.
+def _stamp_with_dependencies(cache):
+    """Let a change to any module of compiled code invalidate the cache.
 
     Numba stamps a cache index with the modification time and size of the file
-    that defines the function, here ``_loops.py``, and not of the modules whose
-    code it inlined; add theirs to the stamp it compares.
+    that defines the function, and not of the modules whose code it inlined;
+    add theirs to the stamp it compares.
     """
-    cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    cache_file = getattr(cache, "_cache_file", None)
     if cache_file is None or not hasattr(cache_file, "_source_stamp"):
         return  # no disk cache, or a Numba whose cache works differently
-    from . import _formulas, _libm
+    from . import _formulas, _libm, _loops, _native, _pool
 
     stamps = [cache_file._source_stamp]
-    for module in (_formulas, _libm):
+    for module in (_formulas, _libm, _loops, _native, _pool):
         st = os.stat(module.__file__)
         stamps.append((st.st_mtime, st.st_size))
     cache_file._source_stamp = tuple(stamps)
 
 
+def _caching():
+    return os.environ.get("FASTRELU_CACHE", "1") != "0"
+
+
 @contextlib.contextmanager
-def _cache_file_lock(disp):
+def _cache_file_lock(cache):
     """Serialise compile-and-save across processes sharing one cache folder.
 
     Numba names a new cache data file after the entries of the index it read;
     two processes compiling different signatures of one function at once can
     leave an index entry pointing at the other signature's code.
     """
-    cache = getattr(disp, "_cache", None)
     path = getattr(cache, "cache_path", None)
     fd = None
     try:
@@ -91,24 +87,170 @@ def _cache_file_lock(disp):
             os.close(fd)  # closing releases the lock
 
 
-def get(name, dtype):
-    """Return the compiled loop *name* for arrays of *dtype* (a NumPy dtype)."""
-    key = (name, dtype)
-    kernel = _compiled.get(key)
-    if kernel is not None:
-        return kernel
-    with _lock:
-        kernel = _compiled.get(key)
-        if kernel is None:
-            import numba
+def _compile_cfunc(pyfunc, sig):
+    """*pyfunc* compiled as a C function; returns its address, whether it
+    came from the cache, and the cache."""
+    from numba.core.ccallback import CFunc
 
-            from ._loops import LOOPS
+    options = {k: v for k, v in _JIT_OPTIONS.items() if k != "nogil"}  # C functions hold no GIL anyway
+    cfunc = CFunc(pyfunc, (sig.args, sig.return_type), locals={}, options=options)
+    if _caching():
+        try:
+            cfunc.enable_caching()
+        except RuntimeError:
+            pass  # no writable cache location ("no locator available"): compile in memory
+    _stamp_with_dependencies(cfunc._cache)
+    with _cache_file_lock(cfunc._cache):
+        cfunc.compile()
+    _keep.append(cfunc)
+    return cfunc.address, cfunc.cache_hits > 0, cfunc._cache
 
-            func, n_arrays, n_scalars = LOOPS[name]
-            T = numba.from_dtype(dtype)
-            sig = (T[::1],) * n_arrays + (T,) * n_scalars
-            disp = _dispatcher(name, func)
-            with _cache_file_lock(disp):
-                kernel = disp.compile(sig)
-            _compiled[key] = kernel
-    return kernel
+
+_dispatchers = {}  # Python function -> its Numba dispatcher
+
+
+def _compile_jit(pyfunc, sig):
+    """*pyfunc* compiled for *sig*, without Numba's reference-counted runtime
+    (the code allocates nothing); returns its entry point (callable from
+    Python), whether it came from the cache, and the cache."""
+    import numba
+
+    disp = _dispatchers.get(pyfunc)
+    if disp is None:
+        options = dict(_JIT_OPTIONS, _nrt=False)
+        try:
+            disp = numba.njit(cache=_caching(), **options)(pyfunc)
+        except RuntimeError:
+            disp = numba.njit(**options)(pyfunc)  # no writable cache location
+        _stamp_with_dependencies(getattr(disp, "_cache", None))
+        _dispatchers[pyfunc] = disp
+    hits = sum(disp.stats.cache_hits.values())
+    cache = getattr(disp, "_cache", None)
+    with _cache_file_lock(cache):
+        compiled = disp.compile(sig)
+    return compiled, sum(disp.stats.cache_hits.values()) > hits, cache
+
+
+def cache_location():
+    """The folder of fastrelu's compiled code in Numba's cache, or None if
+    it is compiled in memory in each process; compiles nothing."""
+    if not _caching():
+        return None
+    from numba.core.caching import FunctionCache
+
+    from ._loops import entry1
+
+    try:
+        return FunctionCache(entry1).cache_path
+    except RuntimeError:  # no writable cache location
+        return None
+
+
+def _get(key, make):
+    """The compiled code of *key*, made by ``make()`` on first use."""
+    compiled = _compiled.get(key)
+    if compiled is None:
+        with _lock:
+            compiled = _compiled.get(key)
+            if compiled is None:
+                compiled, loaded, cache = make()
+                path = getattr(cache, "cache_path", None)
+                log.append({"key": repr(key), "loaded": loaded, "cache_path": path})
+                _compiled[key] = compiled
+    return compiled
+
+
+def _fold(kernel, scalars):
+    """A value per scalar: the folded constant where *scalars* match the
+    kernel's folded values, else None."""
+    if kernel.folded and all(
+        scalars[kernel.scalars.index(name)] == value for name, value in kernel.folded.items()
+    ):
+        return tuple(kernel.folded.get(name) for name in kernel.scalars)
+    return (None,) * len(kernel.scalars)
+
+
+def function(kernel, dtype, scalars):
+    """The address of *kernel*'s chunk function for *dtype* (a NumPy dtype),
+    the folded variant if *scalars* match it."""
+    fold = _fold(kernel, scalars)
+    key = ("chunk", kernel.name, str(dtype), fold)
+
+    def make():
+        import numba
+
+        from ._loops import chunk_function
+
+        return _compile_cfunc(
+            chunk_function(kernel, numba.from_dtype(dtype), fold),
+            numba.types.void(numba.types.int64, numba.types.int64, numba.types.int64),
+        )
+
+    return _get(key, make)
+
+
+def entry(n_operands, dtype, ndim, n_scalars):
+    """The compiled entry for *n_operands* operands and an output, all of
+    *dtype* and *ndim* dimensions, and *n_scalars* scalars."""
+
+    def make():
+        from numba import from_dtype, types
+
+        from ._loops import ENTRIES
+
+        array = types.Array(from_dtype(dtype), ndim, "A")
+        sig = (
+            (types.int64, types.int64)
+            + (array,) * (n_operands + 1)
+            + (types.UniTuple(types.float64, n_scalars),)
+        )
+        return _compile_jit(ENTRIES[n_operands], sig)
+
+    return _get(("entry", n_operands, str(dtype), ndim, n_scalars), make)
+
+
+def compiled_serve():
+    """The workers' wait loop of :mod:`fastrelu._pool`, compiled."""
+
+    def make():
+        from numba import types
+
+        from . import _pool
+
+        return _compile_jit(_pool.serve, (types.int64,) * 3)
+
+    return _get(("serve",), make)
+
+
+def first_pass(parallel_min_size):
+    """The plan an entry gets before any is made: run serially below
+    *parallel_min_size* elements, and ask for a plan (``NEEDS_PLAN``) from there."""
+    return -1 - parallel_min_size
+
+
+def fast(kernel, dtype, ndim, scalars):
+    """``(entry, function, scalars)``: what the public functions' fast path
+    passes for *kernel* on arrays of *dtype* and *ndim* dimensions."""
+    scalars = tuple(scalars)
+    return entry(len(kernel.operands), dtype, ndim, len(scalars)), function(kernel, dtype, scalars), scalars
+
+
+_pool = None  # fastrelu._pool, once imported (it imports Numba)
+
+
+def run_planned(name, compiled_entry, address, arrays, scalars):
+    """Run *compiled_entry* on *arrays* with the thread plan of kernel *name*."""
+    global _pool
+    plan = _threads.plan(name, arrays[-1].size)
+    if plan & 0xFFFF > 1:
+        if _pool is None:
+            from . import _pool
+        _pool.get().ready(plan & 0xFFFF)
+    compiled_entry(address, plan, *arrays, scalars)
+
+
+def launch(kernel, arrays, scalars):
+    """Run *kernel* over 1-D contiguous *arrays* (operands, then the output)
+    of one dtype, with *scalars*."""
+    compiled_entry, address, scalars = fast(kernel, arrays[0].dtype, 1, scalars)
+    run_planned(kernel.name, compiled_entry, address, arrays, scalars)

@@ -136,6 +136,18 @@ _LOG1P_Q32 = (
     0.33333322405815125,
     -0.5,
 )
+# R(x) = (log1p(x) - x) / x**2 on [0, 1], float32
+_LOG1P_UNIT_R32 = (
+    -0.004466211423277855,
+    0.025224054232239723,
+    -0.06675772368907928,
+    0.11561845242977142,
+    -0.15847565233707428,
+    0.198541060090065,
+    -0.24986526370048523,
+    0.3333284258842468,
+    -0.4999999701976776,
+)
 # P(z) = R(s) / s**2 with z = s**2, |s| <= 0.1716, float64
 _LOG_P64 = (
     0.14630465387106195,
@@ -182,6 +194,17 @@ def _pow2(n, x):
 def exp(x):
     """e**x, to within about one ULP, overflowing to inf and underflowing
     through the subnormals to 0 as the exact result rounds."""
+    return _exp(x, True)
+
+
+@register_jitable(forceinline=True)
+def exp_nonpositive(x):
+    """e**x for x <= 0 (or NaN), as :func:`exp` without its overflow check."""
+    return _exp(x, False)
+
+
+@register_jitable(forceinline=True)
+def _exp(x, may_overflow):
     T = type(x)
     one = T(1)
     if is_single(x):
@@ -196,7 +219,7 @@ def exp(x):
     # inf.  NaN fails both tests and comes out as NaN.
     if x < lo:
         x = lo
-    if x > hi:
+    if may_overflow and x > hi:
         x = hi
     # x = n*ln2 + r with n an integer and |r| <= ln2/2 (a little more after
     # rounding).  ln2_hi has enough trailing zero bits for n*ln2_hi to be
@@ -234,6 +257,37 @@ def log1p(x):
     if x == T(np.inf) or x == T(0):
         y = x  # inf, and zero with its sign
     return y
+
+
+@register_jitable(forceinline=True)
+def log1p_unit(x):
+    """log(1 + x) for x in [0, 1] (NaN gives NaN), the range of softplus.
+
+    In float32, ``x + x**2 * R(x)`` with a polynomial for ``R(x) =
+    (log1p(x) - x) / x**2``, whose nearest singularity (x = -1) is far
+    enough from [0, 1] for degree 8 to reach float32's precision: no range
+    reduction and no rounding error of ``1 + x`` to carry, a third of the
+    work of :func:`log1p_finite`.  In float64, where that would take twice
+    the degree, :func:`log1p_finite` with the exponent of ``1 + x`` known to
+    be 0 or 1.
+    """
+    T = type(x)
+    one = T(1)
+    if is_single(x):
+        return mul_add(x * _horner(x, _LOG1P_UNIT_R32), x, x)
+    u = one + x
+    c = x - (u - one)  # the rounding error of u = fl(1 + x), exact (Sterbenz)
+    # u = 2**k * m with m in [sqrt(1/2), sqrt(2)): k is 1 from sqrt(2) on.
+    big = u >= T(1.4142135623730951)
+    half = T(0.5) if big else one  # 2**-k
+    k = one if big else T(0)
+    f = u * half - one
+    ln2_hi, ln2_lo = T(0.6931471803691238), T(1.9082149292705877e-10)
+    s = f / (T(2) + f)
+    z = s * s
+    P = _horner(z, _LOG_P64)
+    hfsq = T(0.5) * f * f
+    return k * ln2_hi + (f - (hfsq - mul_add(s, hfsq + z * P, mul_add(k, ln2_lo, c / u))))
 
 
 @register_jitable(forceinline=True)

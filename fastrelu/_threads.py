@@ -1,15 +1,15 @@
-"""The multi-threaded CPU path: a serial loop run on chunks from a thread pool.
+"""How many threads a CPU call uses, and in what chunks.
 
-The loops release the GIL, so chunks of one array run truly in parallel.  The
-calling thread works on the first chunk itself while the pool's threads take
-the others.  The pool is created on first use and created again in a forked
-child, where the parent's threads do not exist.
+The thread pool itself is :mod:`fastrelu._pool`; this module holds the
+decisions, in plain Python so that importing fastrelu imports no Numba: the
+thread count of :func:`fastrelu.set_num_threads`, a per-thread cap (Dask
+tasks run their block on one thread), and the sizes from which each kernel
+is worth splitting (``config.PARALLEL_MIN_SIZE``).
 """
 
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from . import config
 
@@ -33,35 +33,26 @@ class ForkSafeLock:
         self._lock.release()
 
 
-_pool = None
-_pool_pid = None
-_pool_size = 0
-_pool_lock = ForkSafeLock()
-
 # Chunk boundaries fall on multiples of this many elements (a 64-byte cache
 # line of the smallest itemsize), so no two threads write the same line.
 _ALIGN = 64
+# Chunks per thread: a thread that starts late (a worker waking up) still
+# finds work, and one that is slowed down holds up the call by less.
+CHUNKS_PER_THREAD = 4
 
 
-def _executor(workers):
-    global _pool, _pool_pid, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid() or _pool_size < workers:
-            # A smaller pool is not shut down: another thread may still be
-            # submitting to it.  Once unreferenced, its idle threads exit.
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="fastrelu")
-            _pool_pid, _pool_size = os.getpid(), workers
-        return _pool
+class _Local(threading.local):
+    limit = None  # the cap set by limit(); a class attribute, so reading it never raises
 
 
-_local = threading.local()
+_local = _Local()
 
 
 @contextlib.contextmanager
 def limit(threads):
     """Within the block, calls made by this thread use at most *threads*
     threads (``None``: no limit beyond :func:`fastrelu.get_num_threads`)."""
-    previous = getattr(_local, "limit", None)
+    previous = _local.limit
     _local.limit = threads
     try:
         yield
@@ -69,35 +60,28 @@ def limit(threads):
         _local.limit = previous
 
 
-def n_chunks(name, n):
+def n_threads(name, n):
     """How many threads kernel *name* on *n* elements is worth (1: run serially)."""
     if n < config.PARALLEL_MIN_SIZE[name]:
         return 1
     threads = config.get_num_threads()
-    cap = getattr(_local, "limit", None)
-    if cap is not None:
-        threads = min(threads, cap)
-    return max(1, min(threads, n // config.PARALLEL_MIN_CHUNK))
+    cap = _local.limit
+    if cap is not None and cap < threads:
+        threads = cap
+    most = n // config.PARALLEL_MIN_CHUNK
+    return threads if threads <= most else max(1, most)
 
 
-def run(name, kernel, n, arrays, scalars):
-    """Run ``kernel(*arrays, *scalars)`` over 1-D arrays of length *n*."""
-    run_chunks(kernel, n, arrays, scalars, n_chunks(name, n))
-
-
-def run_chunks(kernel, n, arrays, scalars, chunks):
-    """Run ``kernel(*arrays, *scalars)`` on *chunks* pieces of the arrays at once."""
-    if chunks <= 1:
-        kernel(*arrays, *scalars)
-        return
+def plan(name, n):
+    """The plan of kernel *name* on *n* elements, as the compiled entries
+    take it: ``threads | step << 16``, to run on *threads* threads in chunks
+    of *step* elements."""
+    threads = n_threads(name, n)
+    if threads == 1:
+        return 1 | n << 16
+    chunks = threads * CHUNKS_PER_THREAD
+    most = n // config.PARALLEL_MIN_CHUNK
+    if chunks > most:
+        chunks = max(threads, most)
     step = -(-n // chunks)
-    step = -(-step // _ALIGN) * _ALIGN
-    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-    pool = _executor(len(bounds) - 1)
-    futures = [pool.submit(kernel, *[a[lo:hi] for a in arrays], *scalars) for lo, hi in bounds[1:]]
-    lo, hi = bounds[0]
-    try:
-        kernel(*[a[lo:hi] for a in arrays], *scalars)
-    finally:
-        for fut in futures:
-            fut.result()
+    return threads | -(-step // _ALIGN) * _ALIGN << 16

@@ -9,13 +9,16 @@ fastrelu's threads (on the GPU, device to device), is the machine's
 ceiling.  On the GPU the peers are CuPy and PyTorch, where installed.
 """
 
+import functools
+import gc
 import platform
 import statistics
 import time
 
 import numpy as np
 
-from .activations import relu, relu_backward, softplus, softplus_backward
+from . import _kernels, activations, config
+from ._table import KERNELS, Kernel
 
 
 def numpy_softplus(x, out):
@@ -38,62 +41,65 @@ def numpy_softplus_backward(x, grad, out):
     np.divide(grad, out, out=out)
 
 
-# name -> (arrays read, fastrelu call, NumPy's best equivalent, its description)
-OPERATIONS = {
-    "relu": (
-        1,
-        lambda x, g, o: relu(x, out=o),
-        lambda x, g, o: np.maximum(x, 0, out=o),
-        "np.maximum(x, 0, out=o)",
-    ),
-    "relu_backward": (
-        2,
-        lambda x, g, o: relu_backward(x, g, out=o),
-        lambda x, g, o: np.multiply(g, x > 0, out=o),
-        "np.multiply(g, x > 0, out=o)",
-    ),
-    "softplus": (
-        1,
-        lambda x, g, o: softplus(x, out=o),
-        lambda x, g, o: numpy_softplus(x, o),
-        "max(x,0) + log1p(exp(-|x|))",
-    ),
-    "softplus_backward": (
-        2,
-        lambda x, g, o: softplus_backward(x, g, out=o),
-        lambda x, g, o: numpy_softplus_backward(x, g, o),
-        "g / (1 + exp(-x))",
-    ),
+def fastrelu_operation(name):
+    """fastrelu's kernel *name* as ``call(x, g, o)``, writing into ``o``."""
+    func = getattr(activations, name)
+    if len(KERNELS[name].operands) == 1:
+        return lambda x, g, o: func(x, out=o)
+    return lambda x, g, o: func(x, g, out=o)
+
+
+# NumPy's fastest idioms that write into o: name -> (the call, as shown; call(x, g, o)).
+NUMPY_OPERATIONS = {
+    "relu": ("np.maximum(x, 0, out=o)", lambda x, g, o: np.maximum(x, 0, out=o)),
+    "relu_backward": ("np.multiply(g, x > 0, out=o)", lambda x, g, o: np.multiply(g, x > 0, out=o)),
+    "softplus": ("max(x, 0) + log1p(exp(-abs(x))), out=o", lambda x, g, o: numpy_softplus(x, o)),
+    "softplus_backward": ("g / (1 + exp(-x)), out=o", lambda x, g, o: numpy_softplus_backward(x, g, o)),
 }
 
 
 def torch_operations():
-    """PyTorch's kernels for the four operations, writing into ``o``, or
-    ``None`` without PyTorch.  They take tensors, on the CPU or the GPU."""
+    """PyTorch's kernels that write into ``o``, as :data:`NUMPY_OPERATIONS`,
+    or ``None`` without PyTorch.  They take tensors, on the CPU or the GPU.
+    ``torch.relu`` has no ``out=`` form, and ``aten.relu.out`` computes into
+    a temporary and copies it; ``torch.clamp_min(x, 0, out=o)`` writes ``o``."""
     try:
         import torch
     except ImportError:
         return None
     aten = torch.ops.aten
     return {
-        "relu": lambda x, g, o: torch.clamp_min(x, 0, out=o),
-        "relu_backward": lambda x, g, o: aten.threshold_backward.grad_input(g, x, 0, grad_input=o),
-        "softplus": lambda x, g, o: aten.softplus.out(x, 1, 20, out=o),
-        "softplus_backward": lambda x, g, o: aten.softplus_backward.grad_input(g, x, 1, 20, grad_input=o),
+        "relu": ("torch.clamp_min(x, 0, out=o)", lambda x, g, o: torch.clamp_min(x, 0, out=o)),
+        "relu_backward": (
+            "aten.threshold_backward.grad_input(g, x, 0, grad_input=o)",
+            lambda x, g, o: aten.threshold_backward.grad_input(g, x, 0, grad_input=o),
+        ),
+        "softplus": (
+            "aten.softplus.out(x, 1, 20, out=o)",
+            lambda x, g, o: aten.softplus.out(x, 1, 20, out=o),
+        ),
+        "softplus_backward": (
+            "aten.softplus_backward.grad_input(g, x, 1, 20, grad_input=o)",
+            lambda x, g, o: aten.softplus_backward.grad_input(g, x, 1, 20, grad_input=o),
+        ),
     }
 
 
 def cupy_operations():
-    """CuPy's elementwise equivalents, writing into ``o``, or ``None`` without CuPy."""
+    """CuPy's elementwise equivalents, as :data:`NUMPY_OPERATIONS`, or
+    ``None`` without CuPy."""
     try:
         import cupy as cp
     except Exception:  # CuPy without a usable CUDA raises more than ImportError
         return None
     return {
-        "relu": lambda x, g, o: cp.maximum(x, 0, out=o),
-        "relu_backward": lambda x, g, o: cp.multiply(g, x > 0, out=o),
-        "softplus": lambda x, g, o: cp.logaddexp(0, x, out=o),
-        "softplus_backward": lambda x, g, o: cp.divide(g, 1 + cp.exp(-x), out=o),
+        "relu": ("cp.maximum(x, 0, out=o)", lambda x, g, o: cp.maximum(x, 0, out=o)),
+        "relu_backward": ("cp.multiply(g, x > 0, out=o)", lambda x, g, o: cp.multiply(g, x > 0, out=o)),
+        "softplus": ("cp.logaddexp(0, x, out=o)", lambda x, g, o: cp.logaddexp(0, x, out=o)),
+        "softplus_backward": (
+            "cp.divide(g, 1 + cp.exp(-x), out=o)",
+            lambda x, g, o: cp.divide(g, 1 + cp.exp(-x), out=o),
+        ),
     }
 
 
@@ -109,28 +115,152 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+# A copy as a kernel of fastrelu's own, run by the same entries and threads
+# as relu: the ceiling of a kernel that moves its bytes and computes nothing.
+COPY = Kernel("copy", "identity", ("x",), (), lambda arrays, objects: None, 0)
+
+
+_copies = {}  # dtype -> (entry, chunk function, scalars) of COPY
+
+
 def parallel_copy(dst, src):
-    """``np.copyto(dst, src)`` of 1-D arrays, split over fastrelu's threads
-    from the size where ``relu`` is: the machine's copy bandwidth, measured
-    the way fastrelu runs a memory-bound kernel."""
-    from . import _threads
+    """Copy the 1-D contiguous *src* into *dst* (same dtype and size) the way
+    fastrelu runs ``relu``: the same entry, thread plan and call cost.
 
-    _threads.run("relu", lambda s, d: np.copyto(d, s), src.size, (src, dst), ())
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src, dst = np.arange(5.0), np.zeros(5)
+    >>> parallel_copy(dst, src)
+    >>> dst
+    array([0., 1., 2., 3., 4.])
+    """
+    record = _copies.get(src.dtype)
+    if record is None:
+        record = _copies[src.dtype] = _kernels.fast(COPY, src.dtype, 1, ())
+    entry, function, scalars = record
+    first = _kernels.first_pass(config.PARALLEL_MIN_SIZE["relu"])
+    if entry(function, first, src, dst, scalars) == _kernels.NEEDS_PLAN:
+        _kernels.run_planned("relu", entry, function, (src, dst), scalars)
 
 
-def median_time(func, repeat, sync=None):
-    """Median wall time of *repeat* calls, after one warm-up call; *sync*,
-    if given, is called after each call to wait for a GPU."""
+# Interleaved timing: every implementation of a comparison is timed in turn,
+# round after round, so that a machine that slows down or speeds up does so
+# for all of them alike.
+SAMPLE_SECONDS = 2e-3  # the least time of one sample: calls repeat until it is reached
+WARMUP_CALLS = 100  # calls before the warm-up looks at the times (PyTorch's first calls are slow)
+WARMUP_SECONDS = 0.2  # ... unless they take longer than this
+STABLE = 0.1  # the warm-up ends once three samples in a row are within 10% of each other
+WARMUP_BUDGET = 3.0  # seconds; a warm-up that never settles ends here
+# Between two samples the calling thread stays busy this long, so that the
+# workers of the previous implementation's thread pool have gone to sleep
+# before the next one starts: PyTorch's OpenMP workers spin about 8 ms after
+# a call, fastrelu's about 0.5 ms, and a spinning worker takes a core from
+# whatever runs next.
+SETTLE_SECONDS = 0.01
+
+
+class Timing:
+    """The per-call times of one implementation: ``samples`` (seconds per
+    call, one per round), ``number`` (calls per sample) and ``warmup_calls``."""
+
+    def __init__(self, call, sync):
+        self.call, self.sync = call, sync
+        self.samples, self.number, self.warmup_calls = [], 1, 0
+        self.settled = False
+
+    def _sample(self):
+        call, number = self.call, self.number
+        start = time.perf_counter()
+        for _ in range(number):
+            call()
+        self.sync()
+        return (time.perf_counter() - start) / number
+
+    def warm_up(self):
+        """Call until the time per call settles; choose the calls per sample."""
+        start = time.perf_counter()
+        self.call()  # may compile
+        self.sync()
+        calls = 1
+        while True:  # calls per sample: doubled until a sample lasts SAMPLE_SECONDS
+            per_call = self._sample()
+            calls += self.number
+            if per_call * self.number >= SAMPLE_SECONDS or self.number >= 10**6:
+                break
+            self.number = min(10**6, max(2 * self.number, int(SAMPLE_SECONDS / max(per_call, 1e-9) / 2)))
+        recent = []
+        while True:
+            recent = (recent + [self._sample()])[-3:]
+            calls += self.number
+            elapsed = time.perf_counter() - start
+            enough = calls >= WARMUP_CALLS or elapsed >= WARMUP_SECONDS
+            self.settled = len(recent) == 3 and max(recent) <= (1 + STABLE) * min(recent)
+            if (enough and self.settled) or elapsed >= WARMUP_BUDGET:
+                break
+        self.warmup_calls = calls
+
+    def record(self):
+        self.samples.append(self._sample())
+
+
+def _settle():
+    end = time.perf_counter() + SETTLE_SECONDS
+    while time.perf_counter() < end:
+        pass
+
+
+def interleave(calls, rounds, sync=None, progress=None):
+    """Time *calls* in interleaved rounds after warming each up.
+
+    Parameters
+    ----------
+    calls : dict
+        Name -> a callable without arguments: one call of an implementation.
+    rounds : int
+        Samples per implementation, one per round; each round takes them in
+        another order (rotated), so that none always goes first, and waits
+        ``SETTLE_SECONDS`` after each sample.
+    sync : callable, optional
+        Called after each sample's calls, to wait for a GPU.
+    progress : callable, optional
+        Called once per implementation warmed up and per round.
+
+    Returns
+    -------
+    dict
+        Name -> :class:`Timing`.
+    """
     sync = sync or (lambda: None)
-    func()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    timings = {name: Timing(call, sync) for name, call in calls.items()}
+    names = list(timings)
+    collect = gc.isenabled()
+    gc.disable()
+    try:
+        for name in names:
+            timings[name].warm_up()
+            _settle()
+            if progress:
+                progress()
+        for r in range(rounds):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                timings[name].record()
+                _settle()
+            if progress:
+                progress()
+    finally:
+        if collect:
+            gc.enable()
+    return timings
+
+
+def quartiles(samples):
+    """``(first quartile, median, third quartile)`` of *samples*."""
+    if len(samples) == 1:
+        return (samples[0],) * 3
+    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, median, q3
 
 
 def _host_arrays(size, dtype, seed):
@@ -150,7 +280,8 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
     dtype : str or dtype
         float32 or float64.
     repeat : int, default 10
-        Timed calls per implementation; the median is kept.
+        Rounds: each implementation is timed once per round, in turn,
+        after a warm-up until its time per call settles.
     seed : int, default 0
         Seed of the standard normal inputs.
     device : {"cpu", "cuda"}, default "cpu"
@@ -166,7 +297,9 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         The peers timed next to fastrelu (NumPy, PyTorch, CuPy).
     rows : list of dict
         Per operation: ``op``, GB/s of ``fastrelu``, of each peer under
-        ``peers`` (a dict), and of ``copy``, a copy of as many bytes.
+        ``peers`` (a dict), and of ``copy``, a copy of as many bytes, each
+        from the median time of a call; ``spread``, half the interquartile
+        range of fastrelu's times over their median.
     """
     dtype = np.dtype(dtype)
     x, g = _host_arrays(size, dtype, seed)
@@ -197,7 +330,7 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         sync = None
         xs, gs, os_ = x, g, np.empty_like(x)
         copy_dst = np.empty_like(copy_src)
-        peers = {"NumPy": ({name: op[2] for name, op in OPERATIONS.items()}, [x, g, np.empty_like(x)])}
+        peers = {"NumPy": (NUMPY_OPERATIONS, [x, g, np.empty_like(x)])}
         torch_ops = torch_operations()
         if torch_ops is not None:
             import torch
@@ -215,20 +348,28 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
             progress.update(1)
 
     if progress is not None:
-        progress.total = len(OPERATIONS) * (2 + len(peers))
+        progress.total = len(KERNELS) * (2 + len(peers) + repeat)
         progress.refresh()
     rows = []
-    for name, (n_read, ours, _, _) in OPERATIONS.items():
-        nbytes = (n_read + 1) * size * dtype.itemsize
-        row = {"op": name, "peers": {}}
+    for name, kernel in KERNELS.items():
+        ours = fastrelu_operation(name)
+        nbytes = (len(kernel.operands) + 1) * size * dtype.itemsize
         # A copy moves 2 bytes per byte copied: the same traffic as the kernel.
-        row["copy"] = nbytes / median_time(lambda: copy(nbytes // (2 * dtype.itemsize)), repeat, sync) / 1e9
-        step()
-        row["fastrelu"] = nbytes / median_time(lambda: ours(xs, gs, os_), repeat, sync) / 1e9
-        step()
+        count = nbytes // (2 * dtype.itemsize)
+        calls = {"copy": lambda: copy(count), "fastrelu": lambda: ours(xs, gs, os_)}
         for peer, (ops, (px, pg, po)) in peers.items():
-            row["peers"][peer] = nbytes / median_time(lambda: ops[name](px, pg, po), repeat, sync) / 1e9
-            step()
+            if name in ops:
+                calls[peer] = functools.partial(ops[name][1], px, pg, po)
+        timings = interleave(calls, repeat, sync, step)
+        gbps = {key: nbytes / statistics.median(t.samples) / 1e9 for key, t in timings.items()}
+        q1, median, q3 = quartiles(timings["fastrelu"].samples)
+        row = {
+            "op": name,
+            "fastrelu": gbps["fastrelu"],
+            "copy": gbps["copy"],
+            "spread": (q3 - q1) / 2 / median,
+        }
+        row["peers"] = {peer: gbps.get(peer) for peer in peers}
         rows.append(row)
     return list(peers), rows
 
@@ -240,16 +381,19 @@ def _digits(value):
 
 def format_table(peers, rows):
     """The table of :func:`measure`'s results: GB/s, and ratios of fastrelu to each."""
-    head = f"{'operation':<18} {'fastrelu':>9}"
+    head = f"{'operation':<18} {'fastrelu':>9} {'±':>4}"
     for peer in peers:
         head += f" {peer:>8} {'ratio':>6}"
     head += f" {'copy':>7} {'ratio':>6}"
     lines = [head, "-" * len(head)]
     for row in rows:
-        line = f"{row['op']:<18} {_digits(row['fastrelu']):>9}"
+        line = f"{row['op']:<18} {_digits(row['fastrelu']):>9} {row['spread']:>4.0%}"
         for peer in peers:
             value = row["peers"][peer]
-            line += f" {_digits(value):>8} {_digits(row['fastrelu'] / value):>6}"
+            if value is None:  # the peer has no equivalent of this kernel
+                line += f" {'–':>8} {'–':>6}"
+            else:
+                line += f" {_digits(value):>8} {_digits(row['fastrelu'] / value):>6}"
         line += f" {_digits(row['copy']):>7} {_digits(row['fastrelu'] / row['copy']):>6}"
         lines.append(line)
     return "\n".join(lines)

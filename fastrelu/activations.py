@@ -1,11 +1,12 @@
-"""The public activations: ReLU and softplus, forward and backward."""
+"""The public activations: ReLU and softplus, forward and backward.
 
-import math
+Each function here gives a kernel of :data:`fastrelu._table.KERNELS` its
+signature and documentation; :func:`fastrelu._front.elementwise` makes the
+function that runs it.
+"""
 
-import numpy as np
-
-from . import _dask, _device
-from . import _elementwise as ew
+from ._front import elementwise
+from ._table import KERNELS
 
 _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
         Where to compute.  ``None`` follows the data: GPU arrays (objects
@@ -18,13 +19,14 @@ _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
         the default stream if not given.  Ignored on the CPU."""
 
 
-def _documented(func):
-    """Fill in the parameters every public function shares."""
+def _public(func):
+    """The public function of the kernel named like *func*, with *func*'s
+    signature and docstring; the parameters every function shares are filled in."""
     func.__doc__ = func.__doc__.replace("{device_parameters}", _DEVICE_PARAMETERS)
-    return func
+    return elementwise(KERNELS[func.__name__])(func)
 
 
-@_documented
+@_public
 def relu(x, out=None, *, device=None, stream=None):
     """Rectified linear unit, ``max(x, 0)``, element by element.
 
@@ -61,16 +63,9 @@ def relu(x, out=None, *, device=None, stream=None):
     >>> fastrelu.relu(np.array([-2.0, -0.0, 0.5, 3.0]))
     array([0. , 0. , 0.5, 3. ])
     """
-    place = _device.placement(device, out, x)
-    if place == "dask":
-        return _dask.apply(relu, (x,), out, device, stream)
-    x = ew.as_array("x", x)
-    if out is not None:
-        ew.check_out(out, x.shape, x.dtype)
-    return ew.run("relu", [x], out, x.shape, x.dtype, place=place, stream=stream)
 
 
-@_documented
+@_public
 def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
     """Gradient of ReLU: the upstream gradient masked by ``x > 0``.
 
@@ -130,42 +125,9 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
     >>> fastrelu.relu_backward(x, np.ones(4), at_zero=1.0)
     array([0., 1., 1., 1.])
     """
-    place = _device.placement(device, out, x, grad)
-    if place == "dask":
-        return _dask.apply(relu_backward, (x, grad), out, device, stream, at_zero=at_zero)
-    xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
-    shape = ew.broadcast_shape(xa, ga)
-    result = ew.promote(xa.dtype, x, ga.dtype, grad)
-    at_zero = ew.real_param("at_zero", at_zero, 0.0, 1.0)
-    if result.kind in "iu" and at_zero not in (0.0, 1.0):
-        raise ValueError(f"at_zero must be 0 or 1 for a result of integer dtype {result}, got {at_zero!r}")
-    if out is not None:
-        ew.check_out(out, shape, result)
-    # Rounded to the result dtype first, so that a float16 result is the
-    # float16 product; the float32 product of two float16 numbers is exact.
-    scalars = (ew.compute_dtype(result).type(result.type(at_zero)),)
-    return ew.run("relu_backward", [xa, ga], out, shape, result, scalars, place=place, stream=stream)
 
 
-def _softplus_setup(beta, threshold, result):
-    """The dtype softplus kernels compute in, and their scalars
-    ``(beta_hi, beta_lo, threshold)`` in that dtype."""
-    beta = ew.real_param("beta", beta, 0.0, math.inf, lo_open=True, hi_open=True)
-    compute = ew.compute_dtype(result)
-    tiny, huge = ew.normal_range(compute)
-    if not tiny <= beta <= huge:
-        compute = ew.FLOAT64  # a beta float32 cannot hold: compute in float64
-    if threshold is None:
-        threshold = math.inf
-    else:
-        threshold = ew.real_param("threshold", threshold)
-    T = compute.type
-    beta_hi = T(beta)
-    with np.errstate(over="ignore"):  # a threshold beyond the dtype's range acts as inf
-        return compute, (beta_hi, T(beta - float(beta_hi)), T(threshold))
-
-
-@_documented
+@_public
 def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
     """Softplus, ``log(1 + exp(beta * x)) / beta``, element by element.
 
@@ -213,18 +175,9 @@ def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None)
     >>> fastrelu.softplus(np.array([-1000.0, 0.0, 100.0]))
     array([  0.        ,   0.69314718, 100.        ])
     """
-    place = _device.placement(device, out, x)
-    if place == "dask":
-        return _dask.apply(softplus, (x,), out, device, stream, beta=beta, threshold=threshold)
-    x = ew.as_array("x", x)
-    result = ew.float_result(x.dtype)
-    compute, scalars = _softplus_setup(beta, threshold, result)
-    if out is not None:
-        ew.check_out(out, x.shape, result)
-    return ew.run("softplus", [x], out, x.shape, result, scalars, compute, place, stream)
 
 
-@_documented
+@_public
 def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
     """Gradient of softplus: ``grad * sigmoid(beta * x)``.
 
@@ -267,15 +220,3 @@ def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=Non
     >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
     array([0. , 0.5, 1. ])
     """
-    place = _device.placement(device, out, x, grad)
-    if place == "dask":
-        args = (x, grad)
-        return _dask.apply(softplus_backward, args, out, device, stream, beta=beta, threshold=threshold)
-    xa, ga = ew.as_array("x", x), ew.as_array("grad", grad)
-    shape = ew.broadcast_shape(xa, ga)
-    # The dtype NumPy would give grad * sigmoid(x), sigmoid's dtype being softplus's.
-    result = ew.promote(ew.float_result(xa.dtype), None, ga.dtype, grad)
-    compute, scalars = _softplus_setup(beta, threshold, result)
-    if out is not None:
-        ew.check_out(out, shape, result)
-    return ew.run("softplus_backward", [xa, ga], out, shape, result, scalars, compute, place, stream)

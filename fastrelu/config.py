@@ -3,8 +3,9 @@
 ``PARALLEL_MIN_SIZE`` gives, per kernel, the number of elements from which a
 call is split across threads, and ``PARALLEL_MIN_CHUNK`` the least work given
 to one thread; both were chosen by measurement (``docs/performance.md``):
-handing chunks to the pool costs tens of microseconds, so memory-bound kernels
-split only arrays far larger than the compute-bound ones do.  The number of
+splitting pays once a kernel's serial time is a few microseconds, sooner for
+the compute-bound softplus than for the memory-bound ReLU pair.  Changes to
+them, whole or entry by entry, take effect at the next call.  The number of
 threads defaults to the CPUs this process may run on, or to the environment
 variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
 of each task of a Dask graph; it is read when the graph is built.
@@ -12,15 +13,78 @@ of each task of a Dask graph; it is read when the graph is built.
 
 import operator
 import os
+import sys
+import types
 import warnings
+from collections.abc import MutableMapping
 
-PARALLEL_MIN_SIZE = {
-    "relu": 1 << 21,
-    "relu_backward": 1 << 21,
-    "softplus": 1 << 18,
-    "softplus_backward": 1 << 20,
-}
-PARALLEL_MIN_CHUNK = 1 << 16
+from ._table import KERNELS
+
+# Called after any change of PARALLEL_MIN_SIZE (the public functions keep
+# each kernel's size next to its compiled code).
+_listeners = []
+
+
+def _changed():
+    for listener in _listeners:
+        listener()
+
+
+def _size(name, value):
+    try:
+        size = operator.index(value)
+    except TypeError:
+        size = -1
+    if isinstance(value, bool) or size < 0:
+        raise ValueError(f"PARALLEL_MIN_SIZE[{name!r}] must be a non-negative integer, got {value!r}")
+    return size
+
+
+class _Sizes(MutableMapping):
+    """Kernel name -> elements from which its calls are split across threads."""
+
+    def __init__(self, sizes):
+        unknown = set(sizes) - set(KERNELS)
+        if unknown or set(sizes) != set(KERNELS):
+            raise KeyError(
+                f"PARALLEL_MIN_SIZE needs exactly the kernels {sorted(KERNELS)}, got {sorted(sizes)}"
+            )
+        self._sizes = {name: _size(name, sizes[name]) for name in KERNELS}
+
+    def __getitem__(self, name):
+        return self._sizes[name]
+
+    def __setitem__(self, name, value):
+        if name not in KERNELS:
+            raise KeyError(f"no kernel named {name!r}; the kernels are {sorted(KERNELS)}")
+        self._sizes[name] = _size(name, value)
+        _changed()
+
+    def __delitem__(self, name):
+        raise TypeError("every kernel needs a PARALLEL_MIN_SIZE; assign a value instead")
+
+    def __iter__(self):
+        return iter(self._sizes)
+
+    def __len__(self):
+        return len(self._sizes)
+
+    def __repr__(self):
+        return repr(self._sizes)
+
+
+class _ConfigModule(types.ModuleType):
+    # Assigning PARALLEL_MIN_SIZE a new mapping keeps it checked and observed.
+    def __setattr__(self, name, value):
+        if name == "PARALLEL_MIN_SIZE" and not isinstance(value, _Sizes):
+            value = _Sizes(value)
+        super().__setattr__(name, value)
+        if name == "PARALLEL_MIN_SIZE":
+            _changed()
+
+
+PARALLEL_MIN_SIZE = _Sizes({name: kernel.parallel_min_size for name, kernel in KERNELS.items()})
+PARALLEL_MIN_CHUNK = 1 << 10
 
 # Threads each Dask task may use for its chunk (None: as many as any call).
 # Dask already runs one task per core; the measurement is in docs/dask.md.
@@ -71,3 +135,6 @@ def set_num_threads(n):
     if isinstance(n, bool) or value < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     _num_threads = value
+
+
+sys.modules[__name__].__class__ = _ConfigModule

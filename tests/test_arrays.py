@@ -24,6 +24,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastrelu as fr
 import fastrelu.config
+from fastrelu._table import KERNELS
 
 FLOATS = [np.dtype(t) for t in (np.float16, np.float32, np.float64)]
 INTS = [
@@ -227,7 +228,9 @@ def expected_dtype(name, x, grad=None):
     g = grad if type(grad) in (int, float) else np.asarray(grad).dtype
     if name == "relu_backward":
         return np.result_type(x if type(x) in (int, float) else xa.dtype, g)
-    return np.result_type(softplus_dtype(xa.dtype), g)
+    if name == "softplus_backward":
+        return np.result_type(softplus_dtype(xa.dtype), g)
+    raise KeyError(f"no expected dtype for kernel {name!r}: add one here")
 
 
 def reference(name, x, grad=None, *, at_zero=0.0, beta=1.0):
@@ -238,7 +241,9 @@ def reference(name, x, grad=None, *, at_zero=0.0, beta=1.0):
         return ref_relu_backward(x, grad, at_zero, expected_dtype(name, x, grad))
     if name == "softplus":
         return ref_softplus(x, beta)
-    return ref_softplus_backward(x, grad, beta)
+    if name == "softplus_backward":
+        return ref_softplus_backward(x, grad, beta)
+    raise KeyError(f"no reference for kernel {name!r}: add one here")
 
 
 def check(name, got, x, grad=None, **kw):
@@ -250,9 +255,9 @@ def check(name, got, x, grad=None, **kw):
         assert_close(got, ref, dt, subnormal_slack(name, grad, kw.get("beta", 1.0), dt))
 
 
-NAMES = ["relu", "relu_backward", "softplus", "softplus_backward"]
-UNARY = ["relu", "softplus"]
-BINARY = ["relu_backward", "softplus_backward"]
+NAMES = list(KERNELS)  # each needs a reference and an expected_dtype above
+UNARY = [name for name, kernel in KERNELS.items() if kernel.operands == ("x",)]
+BINARY = [name for name, kernel in KERNELS.items() if kernel.operands == ("x", "grad")]
 # (function, one of its array arguments)
 OPERANDS = [(n, a) for n in NAMES for a in ("x", "grad") if a == "x" or n in BINARY]
 
@@ -911,9 +916,7 @@ def many_threads():
 
 def parallel_size(name):
     """A number of elements (> 2**17) for which kernel *name* runs on several threads."""
-    size = fastrelu.config.PARALLEL_MIN_SIZE
-    size = size[name] if isinstance(size, dict) else size  # one size, or one per kernel
-    return max(int(size), 2**17) + 1000  # not a multiple of the chunk alignment
+    return max(fastrelu.config.PARALLEL_MIN_SIZE[name], 2**17) + 1000  # not a multiple of the chunk alignment
 
 
 def large_shape(name):

@@ -10,8 +10,9 @@ import pytest
 
 import fastrelu
 from fastrelu import _cli, _demo
+from fastrelu._table import KERNELS
 
-OPERATIONS = ("relu", "relu_backward", "softplus", "softplus_backward")
+OPERATIONS = tuple(KERNELS)
 
 
 def fastrelu_cli(*args, env=None):
@@ -79,11 +80,14 @@ def test_bench_prints_a_row_per_kernel_with_consistent_ratios():
     lines = proc.stdout.splitlines()
     assert "65536 elements of float64 on cpu" in proc.stdout and "fastrelu threads: 2" in proc.stdout
     header = next(line for line in lines if line.startswith("operation")).split()
-    peers = header[2:-2:2]
+    assert header[:3] == ["operation", "fastrelu", "±"]
+    peers = header[3:-2:2]
     assert peers[0] == "NumPy" and set(peers) <= {"NumPy", "PyTorch"}
     for name in OPERATIONS:
         (row,) = [line for line in lines if line.split()[:1] == [name]]
-        values = list(map(float, row.split()[1:]))
+        spread = row.split()[2]
+        assert re.fullmatch(r"\d+%", spread) and int(spread[:-1]) < 100, row
+        values = list(map(float, row.split()[1:2] + row.split()[3:]))
         ours = values[0]
         for i in range(len(peers) + 1):  # each peer, then the copy: GB/s and fastrelu's ratio to it
             theirs, ratio = values[1 + 2 * i], values[2 + 2 * i]

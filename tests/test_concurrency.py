@@ -34,7 +34,7 @@ import fastrelu.config
 
 FUNCS = ("relu", "relu_backward", "softplus", "softplus_backward")
 DTYPES = ("float32", "float64")
-CHUNK = 1 << 16  # config.PARALLEL_MIN_CHUNK
+CHUNK = 1 << 16  # a unit of size: every kernel splits an array of a few of them
 SPLIT_FROM = 1 << 17  # every kernel takes the thread-pool path from here in these tests
 LARGE = (1 << 18) + 77  # > SPLIT_FROM: the thread-pool path, ragged tail
 SMALL = 1000  # the serial path
@@ -168,24 +168,16 @@ def _run_round(rnd):
     return errors, [res[1] if res else None for res in results]
 
 
-def _kernel_stats():
-    """Per loop: Numba's count of signatures loaded from / not found in the cache."""
+def _compile_log():
+    """What this process compiled, or loaded from the cache, in order."""
     from fastrelu import _kernels
 
-    stats = {}
-    for name, disp in _kernels._dispatchers.items():
-        s = disp.stats
-        stats[name] = {
-            "hits": sum(s.cache_hits.values()),
-            "misses": sum(s.cache_misses.values()),
-            "cache_path": s.cache_path,
-        }
-    return stats
+    return _kernels.log
 
 
 def _pool_task(jobs):
     """One task of a multiprocessing pool: run *jobs* and say how they ran."""
-    from fastrelu import _threads
+    from fastrelu import _pool
 
     errors, digests = [], []
     for job in jobs:
@@ -197,7 +189,7 @@ def _pool_task(jobs):
         "errors": errors,
         "digests": digests,
         "num_threads": fastrelu.get_num_threads(),
-        "pool_pid": _threads._pool_pid,
+        "pool_pid": _pool.get().pid,
     }
 
 
@@ -227,7 +219,7 @@ def _child_main(spec):
         # and the parent still works afterwards, on the parallel path too
         report["pool_parent"] = _pool_task(jobs)
     report["num_threads"] = fastrelu.get_num_threads()
-    report["stats"] = _kernel_stats()
+    report["log"] = _compile_log()
     return report
 
 
@@ -243,7 +235,7 @@ _SHIPPED = (
     _mismatches,
     _run_job,
     _run_round,
-    _kernel_stats,
+    _compile_log,
     _pool_task,
     _child_main,
 )
@@ -380,8 +372,8 @@ def test_large_arrays_here_take_the_thread_pool_path():
     from fastrelu import _threads
 
     for func in FUNCS:
-        assert _threads.n_chunks(func, LARGE) > 1
-        assert _threads.n_chunks(func, SMALL) == 1
+        assert _threads.n_threads(func, LARGE) > 1 or fastrelu.get_num_threads() == 1
+        assert _threads.n_threads(func, SMALL) == 1
 
 
 @pytest.fixture
@@ -467,21 +459,22 @@ def test_processes_at_once_share_one_cache(tmp_path):
     )
     _no_errors(reports)
     files = _cache_files(cache)
-    names = {os.path.basename(p).split(".")[1].split("-")[0] for p in files}
-    assert names == {f + "_loop" for f in FUNCS}, sorted(files)
-    assert sum(p.endswith(".nbi") for p in files) == 4, sorted(files)
-    assert sum(p.endswith(".nbc") for p in files) >= len(pairs), sorted(files)
-    # Compile-and-save is serialised across processes: each signature was
-    # compiled by one process and loaded from disk by the others.
-    assert sum(s["misses"] for r in reports for s in r["stats"].values()) == len(pairs)
+    everything = {e["key"] for r in reports for e in r["log"]}
+    assert sum(k.startswith("('chunk'") for k in everything) == len(pairs), sorted(everything)
+    # Compile-and-save is serialised across processes: each piece of code
+    # was compiled by one process, loaded from disk by the others, and
+    # saved in one data file.
+    compiled = [e["key"] for r in reports for e in r["log"] if not e["loaded"]]
+    assert sorted(compiled) == sorted(everything)
+    assert sum(p.endswith(".nbc") for p in files) == len(everything), sorted(files)
 
-    # Second wave, on the warm cache: every signature loaded, none compiled.
+    # Second wave, on the warm cache: everything loaded, nothing compiled.
     second = [(env, {"rounds": [{"threads": [_jobs(pairs[i:] + pairs[:i], seed=10 + i)]}]}) for i in range(4)]
     reports = _run_children(tmp_path, second)
     _no_errors(reports)
     for r in reports:
-        assert {n: s["misses"] for n, s in r["stats"].items()} == dict.fromkeys(FUNCS, 0)
-        assert {n: s["hits"] for n, s in r["stats"].items()} == dict.fromkeys(FUNCS, len(DTYPES))
+        assert r["log"] and all(e["loaded"] for e in r["log"]), r["log"]
+        assert sum(e["key"].startswith("('chunk'") for e in r["log"]) == len(pairs)
     assert _cache_files(cache) == files  # nothing written again
 
 
@@ -511,9 +504,11 @@ def test_processes_with_different_thread_counts(tmp_path):
         assert r["num_threads"] == int(env.get("FASTRELU_NUM_THREADS", cpus)), env
     # the same bits whatever the thread count
     assert len({json.dumps(r["digests"]) for r in reports}) == 1
-    # only the very first process compiled; all others loaded from the cache
-    misses = [sum(s["misses"] for s in r["stats"].values()) for r in reports]
-    assert misses[0] == len(pairs) and not any(misses[1:]), misses
+    # nothing was compiled twice: every process after the first to need a
+    # piece of code loaded it from the cache
+    compiled = [e["key"] for r in reports for e in r["log"] if not e["loaded"]]
+    assert compiled and len(compiled) == len(set(compiled)), compiled
+    assert all(e["loaded"] for r in at_once for e in r["log"])
 
 
 # --------------------------------------------------------------------------
@@ -575,7 +570,7 @@ def test_cache_disabled(tmp_path):
     reports = _run_children(tmp_path, [(env, spec)] * 2)
     _no_errors(reports)
     for r in reports:
-        assert all(s["cache_path"] is None and s["hits"] == 0 for s in r["stats"].values())
+        assert r["log"] and all(e["cache_path"] is None and not e["loaded"] for e in r["log"])
     assert not list(cache.iterdir())
 
 
@@ -591,8 +586,9 @@ def test_cache_dir_not_writable(tmp_path):
     reports = _run_children(tmp_path, [(env, spec)] * 2)
     _no_errors(reports)
     for r in reports:
-        for s in r["stats"].values():
-            assert s["cache_path"] is None or not s["cache_path"].startswith(str(afile))
+        assert r["log"]
+        for e in r["log"]:
+            assert e["cache_path"] is None or not e["cache_path"].startswith(str(afile))
     assert afile.read_text() == "not a folder"
 
 
@@ -603,7 +599,7 @@ def _script_succeeds(code, timeout=120):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("changed", ["_loops.py", "_formulas.py", "_libm.py"])
+@pytest.mark.parametrize("changed", ["_loops.py", "_formulas.py", "_libm.py", "_native.py", "_pool.py"])
 def test_a_changed_module_makes_the_cache_stale(tmp_path, changed):
     """The loops inline code from other modules; editing any of them must
     recompile instead of loading the old machine code from the cache."""
@@ -615,7 +611,7 @@ def test_a_changed_module_makes_the_cache_stale(tmp_path, changed):
     code = (
         "import numpy as np, fastrelu_copy as fastrelu; from fastrelu_copy import _kernels\n"
         "fastrelu.softplus(np.ones(3, np.float32))\n"
-        "print(sum(_kernels._dispatchers['softplus'].stats.cache_misses.values()))"
+        "print(sum(not e['loaded'] for e in _kernels.log if \"'softplus'\" in e['key']))"
     )
 
     def misses():
@@ -643,7 +639,7 @@ def test_no_cache_location_at_all_compiles_in_memory():
         from fastrelu import _kernels
         x = np.array([-1.0, 0.0, 2.0])
         assert fastrelu.relu(x).tolist() == np.maximum(x, 0).tolist()
-        assert type(_kernels._dispatchers["relu"]._cache).__name__ == "NullCache"
+        assert _kernels.log and all(e["cache_path"] is None for e in _kernels.log)
     """)
 
 

@@ -167,10 +167,8 @@ def test_tasks_run_serially_by_default(monkeypatch):
     """A task's block does not fan out over fastrelu's threads unless
     ``config.DASK_BLOCK_THREADS`` allows it."""
     seen = []
-    real = _threads.run_chunks
-    monkeypatch.setattr(
-        _threads, "run_chunks", lambda k, n, a, s, chunks: seen.append(chunks) or real(k, n, a, s, chunks)
-    )
+    real = _threads.n_threads
+    monkeypatch.setattr(_threads, "n_threads", lambda name, n: seen.append(real(name, n)) or seen[-1])
     monkeypatch.setattr(fastrelu.config, "_num_threads", 2)
     big = da.from_array(np.linspace(-5, 5, 2 * config.PARALLEL_MIN_SIZE["softplus"]), chunks=-1)
     fastrelu.softplus(big).compute(scheduler="sync")

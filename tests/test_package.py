@@ -20,10 +20,11 @@ def test_import_loads_no_numba_and_compiles_nothing():
         "import sys, numpy, fastrelu\n"
         "assert 'numba' not in sys.modules, 'importing fastrelu imported numba'\n"
         "from fastrelu import _kernels\n"
-        "assert not _kernels._compiled and not _kernels._dispatchers\n"
+        "assert not _kernels._compiled and not _kernels.log\n"
         "fastrelu.relu([1.0])\n"
         "assert 'numba' in sys.modules\n"
-        "assert list(_kernels._compiled) == [('relu', numpy.dtype('float64'))]\n"
+        "keys = sorted(e['key'] for e in _kernels.log)\n"
+        "assert keys == [\"('chunk', 'relu', 'float64', ())\", \"('entry', 1, 'float64', 1, 0)\"], keys\n"
     )
     proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
@@ -60,9 +61,9 @@ def test_bad_thread_count_in_environment_warns_and_uses_all_cpus(value):
 
 
 def test_switchover_sizes_are_positive_for_every_kernel():
-    from fastrelu._loops import LOOPS
+    from fastrelu._table import KERNELS
 
-    assert set(config.PARALLEL_MIN_SIZE) == set(LOOPS)
+    assert set(config.PARALLEL_MIN_SIZE) == set(KERNELS)
     assert all(v > 0 for v in config.PARALLEL_MIN_SIZE.values())
 
 

@@ -9,6 +9,8 @@ import sys
 import pytest
 from numba import config, cuda
 
+from fastrelu._table import KERNELS
+
 if not (config.ENABLE_CUDASIM or cuda.is_available()):
     pytest.skip("neither a GPU nor NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
 
@@ -35,9 +37,11 @@ def test_bench_on_the_device():
     assert proc.returncode == 0, proc.stderr
     assert " on cuda," in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if line.startswith("operation")).split()
-    assert header[1] == "fastrelu" and header[-2:] == ["copy", "ratio"]
-    for name in ("relu", "relu_backward", "softplus", "softplus_backward"):
+    assert header[1:3] == ["fastrelu", "±"] and header[-2:] == ["copy", "ratio"]
+    for name in KERNELS:
         (row,) = [line for line in proc.stdout.splitlines() if line.split()[:1] == [name]]
-        values = list(map(float, row.split()[1:]))
+        cells = row.split()
+        assert re.fullmatch(r"\d+%", cells[2]), row
+        values = list(map(float, cells[1:2] + cells[3:]))
         assert all(v > 0 for v in values)
         assert values[-1] == pytest.approx(values[0] / values[-2], rel=0.06, abs=0.006)

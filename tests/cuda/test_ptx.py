@@ -8,6 +8,7 @@ import pytest
 from numba import config, cuda
 
 from fastrelu import _cuda
+from fastrelu._table import KERNELS
 
 if config.ENABLE_CUDASIM:
     pytest.skip("the simulator does not generate code", allow_module_level=True)
@@ -24,14 +25,16 @@ class _Device:
 
 @pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(_cuda.KERNELS))
+@pytest.mark.parametrize("name", list(KERNELS))
 def test_kernel_compiles_to_clean_ptx(name, dtype, cc):
-    func, n_arrays, n_scalars = _cuda.KERNELS[name]
-    sig = "(" + ", ".join([f"{dtype}[::1]"] * n_arrays + [dtype] * n_scalars) + ")"
+    kernel = KERNELS[name]
+    arrays = [f"{dtype}[::1]"] * (len(kernel.operands) + 1)
+    scalars = f"UniTuple({dtype}, {len(kernel.scalars)})" if kernel.scalars else "Tuple(())"
+    sig = "(" + ", ".join([*arrays, scalars]) + ")"
     import numba.cuda.dispatcher as dispatcher
 
     with mock.patch.object(dispatcher, "get_current_device", lambda: _Device(cc)):
-        ptx, _ = cuda.compile_ptx(func, sig, cc=cc)
+        ptx, _ = cuda.compile_ptx(_cuda.grid_kernel(kernel), sig, cc=cc)
     assert f".target sm_{cc[0]}{cc[1]}" in ptx
     assert ".local" not in ptx, "registers spilled to local memory"
     assert "mul.wide.s32" in ptx or "mul.lo.s64" in ptx, "no 64-bit index arithmetic"

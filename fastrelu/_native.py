@@ -1,0 +1,219 @@
+"""Raw memory for compiled code: atomics, typed views of addresses, calls
+through function pointers.
+
+These are the few operations the thread pool (:mod:`fastrelu._pool`) and
+the compiled loops (:mod:`fastrelu._loops`) need and Numba does not offer:
+they work on addresses held as ``int64`` and compile to single LLVM
+instructions.  Atomic operations act on aligned 8-byte words; "acquire" and
+"release" have their C++ meaning.  Importing this module imports Numba.
+"""
+
+import llvmlite.binding
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+_I64 = ir.IntType(64)
+_F64 = ir.DoubleType()
+_WORDS = 8  # the length of a stack_words buffer
+
+
+def _word(builder, address, ty=_I64):
+    return builder.inttoptr(address, ty.as_pointer())
+
+
+@intrinsic
+def load(typingctx, address):
+    """The int64 at *address* (an atomic load, no ordering)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_word(builder, args[0]), "monotonic", 8)
+
+    return types.int64(types.int64), codegen
+
+
+@intrinsic
+def load_acquire(typingctx, address):
+    """The int64 at *address*; later reads see what was written before the
+    release that stored it."""
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_word(builder, args[0]), "acquire", 8)
+
+    return types.int64(types.int64), codegen
+
+
+def _store(ordering):
+    @intrinsic
+    def store(typingctx, address, value):
+        def codegen(context, builder, signature, args):
+            builder.store_atomic(args[1], _word(builder, args[0]), ordering, 8)
+            return context.get_dummy_value()
+
+        return types.none(types.int64, types.int64), codegen
+
+    return store
+
+
+store = _store("monotonic")
+store.__doc__ = "Store the int64 *value* at *address* (atomically, no ordering)."
+store_release = _store("release")
+store_release.__doc__ = "Store *value* at *address* after every earlier write of this thread."
+
+
+@intrinsic
+def compare_exchange(typingctx, address, expected, new):
+    """Replace the int64 at *address* by *new* if it is *expected*; return
+    the value found there (equal to *expected* on success)."""
+
+    def codegen(context, builder, signature, args):
+        pair = builder.cmpxchg(_word(builder, args[0]), args[1], args[2], "acq_rel", "acquire")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, address, value):
+    """Add *value* to the int64 at *address*, with release and acquire order;
+    return the value before."""
+
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("add", _word(builder, args[0]), args[1], "acq_rel")
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def load_float(typingctx, address):
+    """The float64 at *address* (plain load)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_word(builder, args[0], _F64))
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def store_floats(typingctx, address, values):
+    """Store the float64 tuple *values* (of any length) in consecutive words
+    from *address* (plain stores)."""
+    if not isinstance(values, types.BaseTuple) or any(v != types.float64 for v in values):
+        return None
+
+    def codegen(context, builder, signature, args):
+        base = _word(builder, args[0], _F64)
+        for i in range(len(values)):
+            builder.store(builder.extract_value(args[1], i), builder.gep(base, [ir.Constant(_I64, i)]))
+        return context.get_dummy_value()
+
+    return types.none(types.int64, values), codegen
+
+
+def symbol(name):
+    """An intrinsic that returns the address of the process-wide symbol
+    *name*, which ``llvmlite.binding.add_symbol`` must have defined before
+    code that uses it is compiled or loaded from the cache."""
+
+    @intrinsic
+    def address(typingctx):
+        def codegen(context, builder, signature, args):
+            module = builder.module
+            variable = module.globals.get(name) or ir.GlobalVariable(module, _I64, name=name)
+            return builder.ptrtoint(variable, _I64)
+
+        return types.int64(), codegen
+
+    return address
+
+
+@intrinsic
+def pointer(typingctx, address, dtype):
+    """*address* as a pointer to *dtype*'s elements, for ``numba.carray``."""
+    element = dtype.dtype
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(element).as_pointer())
+
+    return types.CPointer(element)(types.int64, dtype), codegen
+
+
+@intrinsic
+def stack_words(typingctx):
+    """The address of a buffer of 8 int64 words on the caller's stack."""
+
+    def codegen(context, builder, signature, args):
+        buffer = builder.alloca(ir.ArrayType(_I64, _WORDS))
+        return builder.ptrtoint(buffer, _I64)
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def call_chunk(typingctx, function, args, lo, hi):
+    """Call the C function ``void f(int64 args, int64 lo, int64 hi)`` at
+    address *function*."""
+
+    def codegen(context, builder, signature, values):
+        fnty = ir.FunctionType(ir.VoidType(), [_I64, _I64, _I64])
+        builder.call(builder.inttoptr(values[0], fnty.as_pointer()), values[1:])
+        return context.get_dummy_value()
+
+    return types.none(types.int64, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def fence(typingctx):
+    """A full memory barrier: no load or store moves across it."""
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def _python_lock_call(name, return_type):
+    """Call CPython's ``name(PyThread_type_lock, ...)`` on the lock whose
+    address is the first argument; these need no GIL."""
+    extra = {"PyThread_acquire_lock": [ir.IntType(32)]}.get(name, [])
+
+    @intrinsic
+    def call(typingctx, lock):
+        def codegen(context, builder, signature, args):
+            ret = context.get_value_type(return_type)
+            fnty = ir.FunctionType(ret, [ir.IntType(8).as_pointer(), *extra])
+            function = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+            values = [builder.inttoptr(args[0], ir.IntType(8).as_pointer())]
+            values += [ir.Constant(ir.IntType(32), 1)] * len(extra)  # waitflag: block
+            result = builder.call(function, values)
+            return context.get_dummy_value() if return_type == types.none else result
+
+        return return_type(types.int64), codegen
+
+    return call
+
+
+lock_acquire = _python_lock_call("PyThread_acquire_lock", types.int32)
+lock_acquire.__doc__ = "Acquire the Python lock at this address, waiting as long as it takes."
+lock_release = _python_lock_call("PyThread_release_lock", types.none)
+lock_release.__doc__ = "Release the Python lock at this address (from any thread)."
+
+
+# The processor's hint for a spin-wait loop: it saves power and lets a
+# hyper-threaded sibling run; other targets spin without a hint.
+_SPIN_HINTS = {"x86_64": "llvm.x86.sse2.pause", "i386": "llvm.x86.sse2.pause", "i686": "llvm.x86.sse2.pause"}
+_SPIN_HINT = _SPIN_HINTS.get(llvmlite.binding.get_process_triple().split("-")[0])
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """Tell the processor that this thread is spinning."""
+
+    def codegen(context, builder, signature, args):
+        if _SPIN_HINT is not None:
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(builder.module.declare_intrinsic(_SPIN_HINT, fnty=fnty), [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
