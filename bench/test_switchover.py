@@ -3,20 +3,23 @@ behind ``fastrelu.config.PARALLEL_MIN_SIZE``.
 
     python -m pytest bench/test_switchover.py --benchmark-enable -s
 
-One benchmark per kernel and size (float32, ``out=`` preallocated) times the
-call forced serial and forced onto ``get_num_threads()`` threads in
-interleaved rounds (``fastrelu._throughput.interleave``), and prints the
-speed-up, serial time over threaded time; it is also in ``extra_info``.
-The threaded path pays off from the size where the speed-up passes 1.
+One benchmark per kernel and size (float32, preallocated output) times the
+kernel's compiled entry asked to run serially and asked to split across
+``get_num_threads()`` threads, in chunks of at least 256 elements, in
+interleaved rounds (``fastrelu._throughput.interleave``); it prints the
+speed-up, serial time over threaded time, also kept in ``extra_info``.  The
+threaded path pays off from the size where the speed-up passes 1.  What a
+public call adds to both, its Python front, is the same either way.
 """
 
+import inspect
 import statistics
 
 import numpy as np
 import pytest
 
 import fastrelu
-from fastrelu import config
+from fastrelu import _kernels, _threads, config
 from fastrelu._table import KERNELS
 from fastrelu._throughput import interleave
 
@@ -24,20 +27,24 @@ from fastrelu._throughput import interleave
 @pytest.mark.parametrize("size", [2**p for p in range(10, 25)])
 @pytest.mark.parametrize("kernel", list(KERNELS))
 def test_switchover(benchmark, request, monkeypatch, rng, kernel, size):
-    func = getattr(fastrelu, kernel)
-    operands = [rng.standard_normal(size).astype(np.float32) for _ in KERNELS[kernel].operands]
-    out = np.empty_like(operands[0])
     monkeypatch.setattr(config, "PARALLEL_MIN_CHUNK", 1 << 8)
-    monkeypatch.setitem(config.PARALLEL_MIN_SIZE, kernel, config.PARALLEL_MIN_SIZE[kernel])  # restored after
+    arrays = [rng.standard_normal(size).astype(np.float32) for _ in KERNELS[kernel].operands]
+    arrays.append(np.empty_like(arrays[0]))
+    dtype = arrays[0].dtype
+    defaults = {  # the public function's keyword arguments, as a call without them has them
+        name: p.default
+        for name, p in inspect.signature(getattr(fastrelu, kernel)).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("device", "stream")
+    }
+    _, _, scalars = KERNELS[kernel].types(arrays[:-1], arrays[:-1], **defaults)
+    entry, function, scalars = _kernels.fast(KERNELS[kernel], dtype, 1, scalars)
+    _kernels.run_planned(entry, function, arrays, scalars, _threads.request(0))  # workers, compiled
 
-    def forced(split_from):
-        def call():
-            config.PARALLEL_MIN_SIZE[kernel] = split_from
-            func(*operands, out=out)
+    def asked(split_from):
+        plan = _threads.request(split_from)
+        return lambda: entry(function, plan, *arrays, scalars)
 
-        return call
-
-    calls = {"serial": forced(1 << 62), "threads": forced(0)}
+    calls = {"serial": asked(1 << 62), "threads": asked(0)}
     timings = {}
     rounds = max(1, request.config.getoption("benchmark_min_rounds"))
     benchmark.pedantic(lambda: timings.update(interleave(calls, rounds)), rounds=1, iterations=1)

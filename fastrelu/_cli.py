@@ -100,7 +100,7 @@ def info(args):
         (
             "threads",
             f"{fastrelu.get_num_threads()} for large arrays, in fastrelu's own thread pool "
-            "(serial Numba loops; Numba's threading layer is not used)",
+            "(workers waiting in compiled code; Numba's threading layer is not used)",
         ),
         ("CUDA", _cuda_device()),
         ("kernel cache", _cache_location()),
@@ -126,8 +126,8 @@ def bench(args):
     print(
         f"fastrelu {fastrelu.__version__}, NumPy {np.__version__}, Python {platform.python_version()}\n"
         f"{where}; fastrelu threads: {fastrelu.get_num_threads()}\n"
-        f"{args.size} elements of {args.dtype} on {args.device}, median of {args.repeat} calls, "
-        "preallocated outputs\n",
+        f"{args.size} elements of {args.dtype} on {args.device}, preallocated outputs; each "
+        f"implementation warmed up, then timed in {args.repeat} interleaved rounds\n",
         flush=True,
     )
     with _progress(desc="timing", unit="kernel") as bar:
@@ -135,8 +135,10 @@ def bench(args):
     print(format_table(peers, rows))
     print(
         "\nGB/s of the bytes that must move (forward: read x, write y; backward: read x and grad, "
-        "write the result).\nratio: fastrelu's GB/s over the column to its left. copy: a copy of as "
-        "many bytes on the same threads, the machine's ceiling."
+        "write the result), from the median time of a call.\n±: half the interquartile range of "
+        "fastrelu's times over their median. ratio: fastrelu's GB/s over the column to its left.\n"
+        "copy: a copy of as many bytes by fastrelu's entries and threads, the ceiling of a kernel "
+        "that moves its bytes and computes nothing."
     )
     return 0
 
@@ -192,7 +194,9 @@ def make_parser():
     p.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="where the arrays live (default cpu)"
     )
-    p.add_argument("--repeat", type=_positive_int, default=10, help="timed calls per kernel (default 10)")
+    p.add_argument(
+        "--repeat", type=_positive_int, default=10, help="interleaved rounds of timing (default 10)"
+    )
     p.add_argument("--threads", type=_positive_int, help="threads for fastrelu (default: all CPUs)")
     p.set_defaults(func=bench)
 

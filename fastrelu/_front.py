@@ -20,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from . import _elementwise, _kernels, config
+from . import _elementwise, _kernels, _threads, config
 
 # Per kernel: (dtype, ndim, *keyword arguments) -> (entry, chunk function,
 # scalars), or None where the fast path does not apply.
@@ -46,7 +46,7 @@ def {name}{signature}:
             if not status:
                 return target
             if status == NEEDS_PLAN:
-                run_planned({name!r}, entry, function, ({operands}, target), scalars)
+                run_planned(entry, function, ({operands}, target), scalars, first)
                 return target
     return general(KERNEL, ({operands},), out, device, stream, {{{param_dict}}})
 """
@@ -74,9 +74,8 @@ def learn(kernel, fast, dtype, ndim, params):
             pass  # the general path raises the error
         else:
             if result == compute == dtype:
-                # The entry runs calls below the kernel's parallel size serially
-                # and asks for a thread plan from there.
-                first = _kernels.first_pass(config.PARALLEL_MIN_SIZE[kernel.name])
+                # The entry runs calls below the kernel's parallel size serially.
+                first = _threads.request(config.PARALLEL_MIN_SIZE[kernel.name])
                 record = (*_kernels.fast(kernel, dtype, ndim, scalars), first)
     if len(fast) >= _FAST_MAX:
         fast.clear()

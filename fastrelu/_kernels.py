@@ -22,7 +22,7 @@ installed and found (TBB).
 import contextlib
 import os
 
-from . import _threads
+from . import _threads, config
 from ._threads import ForkSafeLock
 
 # The entry's answers (see fastrelu._loops.entry).
@@ -222,12 +222,6 @@ def compiled_serve():
     return _get(("serve",), make)
 
 
-def first_pass(parallel_min_size):
-    """The plan an entry gets before any is made: run serially below
-    *parallel_min_size* elements, and ask for a plan (``NEEDS_PLAN``) from there."""
-    return -1 - parallel_min_size
-
-
 def fast(kernel, dtype, ndim, scalars):
     """``(entry, function, scalars)``: what the public functions' fast path
     passes for *kernel* on arrays of *dtype* and *ndim* dimensions."""
@@ -238,19 +232,21 @@ def fast(kernel, dtype, ndim, scalars):
 _pool = None  # fastrelu._pool, once imported (it imports Numba)
 
 
-def run_planned(name, compiled_entry, address, arrays, scalars):
-    """Run *compiled_entry* on *arrays* with the thread plan of kernel *name*."""
+def run_planned(compiled_entry, address, arrays, scalars, request):
+    """Run *compiled_entry* on *arrays* after it answered ``NEEDS_PLAN`` to
+    *request*: with the calling thread's cap, and the workers the thread
+    settings want."""
     global _pool
-    plan = _threads.plan(name, arrays[-1].size)
-    if plan & 0xFFFF > 1:
-        if _pool is None:
-            from . import _pool
-        _pool.get().ready(plan & 0xFFFF)
-    compiled_entry(address, plan, *arrays, scalars)
+    if _pool is None:
+        from . import _pool
+    request = request & ((1 << _threads.CAP_SHIFT) - 1) | _threads.cap() << _threads.CAP_SHIFT
+    while compiled_entry(address, request, *arrays, scalars) == NEEDS_PLAN:
+        _pool.get().ready(config.get_num_threads())
 
 
 def launch(kernel, arrays, scalars):
     """Run *kernel* over 1-D contiguous *arrays* (operands, then the output)
     of one dtype, with *scalars*."""
     compiled_entry, address, scalars = fast(kernel, arrays[0].dtype, 1, scalars)
-    run_planned(kernel.name, compiled_entry, address, arrays, scalars)
+    request = _threads.request(config.PARALLEL_MIN_SIZE[kernel.name])
+    run_planned(compiled_entry, address, arrays, scalars, request)

@@ -131,14 +131,13 @@ def _run(function, plan, arrays, scalars):
     words += len(scalars)
     if n == 0:
         return DONE
-    if plan < 0:
-        if n >= -1 - plan:
-            return NEEDS_PLAN
-        call_chunk(function, args, 0, n)
-    elif plan & 0xFFFF <= 1:
+    threads, step = _pool.plan(_pool.settings_address(), n, plan)
+    if threads == 0:
+        return NEEDS_PLAN
+    if threads == 1:
         call_chunk(function, args, 0, n)
     else:
-        _pool.run(_pool.block_address(), function, args, words, n, plan >> 16, plan & 0xFFFF)
+        _pool.run(_pool.block_address(), function, args, words, n, step, threads)
     return DONE
 
 
@@ -146,11 +145,11 @@ def _run(function, plan, arrays, scalars):
 # at address *function* over its arrays (the operands, then the output) with
 # *scalars* (a tuple of float64).
 #
-# Before a plan is made (``plan = -1 - size``, negative) arrays of fewer than
-# *size* elements run serially and larger ones return ``NEEDS_PLAN``; Python
-# reads the thread settings only for calls large enough to be split.  A plan
-# is ``threads | step << 16``: on one thread the call runs serially, on more
-# it runs in chunks of *step* elements on the thread pool.  An entry returns
+# *plan* asks how to split the call (``_threads.request``: from how many
+# elements, on at most how many threads), and ``_pool.plan`` answers from
+# the thread settings; it returns ``NEEDS_PLAN``, having computed nothing,
+# where Python must act first (make workers, or read the caller's cap in a
+# Dask task).  Calls below the size run serially.  An entry returns
 # ``UNSUPPORTED``, having touched nothing, unless all arrays have one shape,
 # are contiguous in one memory order, and the output overlaps no input other
 # than exactly.  They are compiled without Numba's reference-counted runtime,

@@ -12,14 +12,22 @@ Protocol, over a block of shared int64 words (the *control block*):
 
 - A call owns the pool while it runs (a compare-and-swap on ``OWNER``); a
   call that finds the pool owned by another thread runs serially instead.
+- A job's chunks are cut into one *segment* per thread, in order: thread
+  ``t`` (0 is the caller, ``i + 1`` worker ``i``) works through its own
+  segment first, so that the same thread meets the same part of the arrays
+  from call to call, and then takes what is left of the others'.
 - The owner writes the job (the chunk function, its arguments, the size and
-  the chunk length), then publishes it by storing a new *claim word*: a
-  31-bit job number and, below it, the index of the next unclaimed chunk.
-  Then it wakes the workers the job wants that are asleep.
-- The owner and the workers claim chunks by compare-and-swap on the claim
-  word, run them, and count them done.  A worker that arrives late finds no
-  chunk left; a job never waits for a worker, only for chunks already
-  claimed, so a call is never much slower than a serial one.
+  the chunk length) and each segment's *claim word*: the job's 31-bit number,
+  the segment's number of chunks and the index of its next unclaimed chunk.
+  It then publishes the job number and thread count in ``JOB``, and wakes
+  the workers the job wants that are asleep.
+- Threads claim a chunk by compare-and-swap on a claim word, run it, and
+  count it done.  A claim succeeds only while the job is under way (its
+  number is in the word, and the word itself says the chunk exists), and the
+  job's other words are read after it, so they are the job's own.  A job
+  never waits for a worker, only for chunks already claimed: a worker that
+  arrives late finds its segment taken, and a call is never much slower than
+  a serial one.
 - A worker that spun for ``SPINS`` rounds without a job marks itself
   asleep, looks once more for a job, and sleeps on its lock.  Marking and
   publishing are full barriers, so either the worker sees the job or the
@@ -37,6 +45,7 @@ import llvmlite.binding
 import numpy as np
 from numba.extending import register_jitable
 
+from . import _threads
 from ._native import (
     call_chunk,
     compare_exchange,
@@ -52,18 +61,18 @@ from ._native import (
     symbol,
 )
 
+MAX_WORKERS = 1023
 # Word indices in the control block; the words written by many threads have
 # a 64-byte cache line each.
-OWNER, CLAIM, DONE = 0, 8, 16
-FUNCTION, SIZE, STEP, CHUNKS, THREADS = 24, 25, 26, 27, 28
+OWNER, JOB, DONE = 0, 8, 16
+FUNCTION, SIZE, STEP, CHUNKS = 24, 25, 26, 27
 ARGS = 32  # 8 words of arguments for the chunk function
-WORKERS = 40  # then, per worker, its state and the address of its lock
-MAX_WORKERS = 1023
-_WORDS = WORKERS + 2 * MAX_WORKERS
-_CHUNK_BITS = 32
-_CHUNK_MASK = (1 << _CHUNK_BITS) - 1
-_JOB_MASK = (1 << 31) - 1
+WORKERS = 40  # per worker: its state and the address of its lock
+SEGMENTS = WORKERS + 2 * MAX_WORKERS + 2  # per thread: a claim word on its own line
+_WORDS = SEGMENTS + 8 * (MAX_WORKERS + 1)
 AWAKE, ASLEEP = 0, 1
+_JOB_MASK = (1 << 31) - 1
+_FIELD = 0xFFFF  # the thread count in JOB; a segment's chunk count and next chunk
 
 # Rounds of a worker's wait loop (a load and a pause instruction each, about
 # 25 ns here) before it sleeps: about 0.5 ms after its last job.  Workers
@@ -74,25 +83,28 @@ SPINS_OVERSUBSCRIBED = 50
 
 
 @register_jitable
-def _work(ctrl, claim):
-    """Claim chunks of the job whose claim word was *claim*, and run them,
-    until no chunk of that job is left."""
-    while True:
-        if (claim & _CHUNK_MASK) >= load(ctrl + 8 * CHUNKS):
-            return
-        function, size, step = load(ctrl + 8 * FUNCTION), load(ctrl + 8 * SIZE), load(ctrl + 8 * STEP)
-        found = compare_exchange(ctrl + 8 * CLAIM, claim, claim + 1)
-        if found != claim:
-            if (found >> _CHUNK_BITS) != (claim >> _CHUNK_BITS):
+def _work(ctrl, job, home, threads):
+    """As thread *home* of job number *job* on *threads* threads: claim and
+    run the chunks of segment *home*, then of each other segment in turn,
+    until none is left or the job is over."""
+    for i in range(threads):
+        segment = home + i if home + i < threads else home + i - threads
+        word = ctrl + 8 * (SEGMENTS + 8 * segment)
+        while True:
+            claim = load(word)
+            if (claim >> 32) != job:
                 return  # the job is over, and another one posted
-            claim = found
-            continue
-        # The claim succeeded, so the job was still running: the fields read
-        # above were its own.
-        lo = (claim & _CHUNK_MASK) * step
-        call_chunk(function, ctrl + 8 * ARGS, lo, min(lo + step, size))
-        fetch_add(ctrl + 8 * DONE, 1)
-        claim += 1
+            count, next_chunk = (claim >> 16) & _FIELD, claim & _FIELD
+            if next_chunk >= count:
+                break  # this segment is taken: on to the next one
+            if compare_exchange(word, claim, claim + 1) != claim:
+                continue
+            # The claim succeeded, so the job is under way until this chunk
+            # is counted done: its words below are its own.
+            chunks, step, size = load(ctrl + 8 * CHUNKS), load(ctrl + 8 * STEP), load(ctrl + 8 * SIZE)
+            lo = (segment * chunks // threads + next_chunk) * step
+            call_chunk(load(ctrl + 8 * FUNCTION), ctrl + 8 * ARGS, lo, min(lo + step, size))
+            fetch_add(ctrl + 8 * DONE, 1)
 
 
 @register_jitable
@@ -101,11 +113,12 @@ def _spin(ctrl, index, seen, spins):
     until *spins* rounds pass without one; return the last job seen."""
     idle = 0
     while idle < spins:
-        claim = load_acquire(ctrl + 8 * CLAIM)
-        if (claim >> _CHUNK_BITS) != seen:
-            seen = claim >> _CHUNK_BITS
-            if index + 1 < load(ctrl + 8 * THREADS):  # thread 0 is the caller
-                _work(ctrl, claim)
+        posted = load_acquire(ctrl + 8 * JOB)
+        if (posted >> 32) != seen:
+            seen = posted >> 32
+            threads = posted & _FIELD
+            if index + 1 < threads:  # thread 0 is the caller
+                _work(ctrl, seen, index + 1, threads)
             idle = 0
         else:
             spin_pause()
@@ -121,11 +134,42 @@ def serve(ctrl, index, spins):
     while True:
         seen = _spin(ctrl, index, seen, spins)
         compare_exchange(state, AWAKE, ASLEEP)
-        if (load_acquire(ctrl + 8 * CLAIM) >> _CHUNK_BITS) != seen:
+        if (load_acquire(ctrl + 8 * JOB) >> 32) != seen:
             if compare_exchange(state, ASLEEP, AWAKE) == ASLEEP:
                 continue  # a job came while this worker was going to sleep
             # ... and its owner has already released the lock: take it back
         lock_acquire(lock)  # until an owner releases it, having set the state AWAKE
+
+
+_ALIGN = 64  # chunk boundaries: a 64-byte cache line of the smallest itemsize
+_THRESHOLD_MASK = (1 << _threads.CAP_SHIFT) - 1
+
+
+@register_jitable
+def plan(settings, size, request):
+    """``(threads, step)``: a call on *size* elements, asked with *request*
+    (see ``_threads.request``), runs on *threads* threads in chunks of *step*
+    elements; ``threads == 0`` when Python must act first, to make workers or
+    to read the calling thread's cap.  *settings* is the address of
+    ``_threads.settings``."""
+    if size < (request & _THRESHOLD_MASK):
+        return 1, size
+    cap = request >> _threads.CAP_SHIFT
+    if cap == 0 and load(settings + 8 * _threads.CAPPED) > 0:
+        return 0, 0  # some thread has a cap: is it this one?
+    threads = load(settings + 8 * _threads.THREADS)
+    if cap != 0 and cap < threads:
+        threads = cap
+    most = size // load(settings + 8 * _threads.MIN_CHUNK)
+    threads = min(threads, most, MAX_WORKERS + 1)
+    if threads <= 1:
+        return 1, size
+    if load(settings + 8 * _threads.WORKERS) < threads - 1:
+        return 0, 0
+    per_thread = min(load(settings + 8 * _threads.CHUNKS), _FIELD)
+    chunks = min(threads * per_thread, max(threads, most))
+    step = (size + chunks - 1) // chunks
+    return threads, (step + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
 @register_jitable
@@ -143,17 +187,18 @@ def run(ctrl, function, args, words, size, step, threads):
     store(ctrl + 8 * SIZE, size)
     store(ctrl + 8 * STEP, step)
     store(ctrl + 8 * CHUNKS, chunks)
-    store(ctrl + 8 * THREADS, threads)
     store(ctrl + 8 * DONE, 0)
-    job = ((load(ctrl + 8 * CLAIM) >> _CHUNK_BITS) + 1) & _JOB_MASK
-    claim = job << _CHUNK_BITS
-    store_release(ctrl + 8 * CLAIM, claim)
-    fence()  # the claim is visible before the states are read
+    job = ((load(ctrl + 8 * JOB) >> 32) + 1) & _JOB_MASK
+    for segment in range(threads):
+        count = (segment + 1) * chunks // threads - segment * chunks // threads
+        store(ctrl + 8 * (SEGMENTS + 8 * segment), job << 32 | count << 16)
+    store_release(ctrl + 8 * JOB, job << 32 | threads)
+    fence()  # the job is visible before the states are read
     for i in range(min(threads - 1, MAX_WORKERS)):
         state = ctrl + 8 * (WORKERS + 2 * i)
         if load(state) == ASLEEP and compare_exchange(state, ASLEEP, AWAKE) == ASLEEP:
             lock_release(load(state + 8))
-    _work(ctrl, claim)
+    _work(ctrl, job, 0, threads)
     while load_acquire(ctrl + 8 * DONE) != chunks:
         spin_pause()
     store_release(ctrl + 8 * OWNER, 0)
@@ -171,9 +216,10 @@ def _cpus():
 # One spare cache line, to start it on a line boundary.
 _buffer = np.zeros(_WORDS + 8, np.int64)
 _block = _buffer[(-_buffer.ctypes.data % 64) // 8 :][:_WORDS]
-_SYMBOL = "fastrelu_pool_block"
-llvmlite.binding.add_symbol(_SYMBOL, _block.ctypes.data)
-block_address = symbol(_SYMBOL)
+llvmlite.binding.add_symbol("fastrelu_pool_block", _block.ctypes.data)
+block_address = symbol("fastrelu_pool_block")
+llvmlite.binding.add_symbol("fastrelu_thread_settings", _threads.settings.ctypes.data)
+settings_address = symbol("fastrelu_thread_settings")
 
 _allocate_lock = ctypes.pythonapi.PyThread_allocate_lock
 _allocate_lock.restype = ctypes.c_void_p
@@ -214,6 +260,12 @@ class Pool:
                     daemon=True,
                 ).start()
                 self.workers += 1
+                _threads.settings[_threads.WORKERS] = self.workers
+
+
+def jobs():
+    """How many calls this process has split across threads (modulo 2**31)."""
+    return int(_block[JOB]) >> 32
 
 
 _pool = None
@@ -237,6 +289,7 @@ def _forget():
     # hold the state of a call that was running in another thread.
     global _pool, _pool_lock
     _block[:] = 0
+    _threads.settings[_threads.WORKERS] = 0
     _pool, _pool_lock = None, threading.Lock()
 
 

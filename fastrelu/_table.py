@@ -107,8 +107,8 @@ _UNIT_BETA = {"beta_hi": 1.0, "beta_lo": 0.0}
 KERNELS = {
     kernel.name: kernel
     for kernel in (
-        Kernel("relu", "relu", ("x",), (), _same_as_x, 1 << 15),
-        Kernel("relu_backward", "relu_grad", ("x", "grad"), ("at_zero",), _masked_gradient, 1 << 15),
+        Kernel("relu", "relu", ("x",), (), _same_as_x, 1 << 14),
+        Kernel("relu_backward", "relu_grad", ("x", "grad"), ("at_zero",), _masked_gradient, 1 << 14),
         Kernel(
             "softplus",
             "softplus",
@@ -124,7 +124,7 @@ KERNELS = {
             ("x", "grad"),
             ("beta_hi", "beta_lo", "threshold"),
             _softplus_gradient,
-            1 << 13,
+            1 << 12,
             _UNIT_BETA,
         ),
     )

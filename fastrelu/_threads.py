@@ -1,15 +1,19 @@
-"""How many threads a CPU call uses, and in what chunks.
+"""The thread settings that compiled code reads, and the per-thread cap.
 
-The thread pool itself is :mod:`fastrelu._pool`; this module holds the
-decisions, in plain Python so that importing fastrelu imports no Numba: the
-thread count of :func:`fastrelu.set_num_threads`, a per-thread cap (Dask
-tasks run their block on one thread), and the sizes from which each kernel
-is worth splitting (``config.PARALLEL_MIN_SIZE``).
+The thread pool itself is :mod:`fastrelu._pool`, and the plan of a call
+(how many threads, what chunks) is made in compiled code by
+``_pool.plan``, from a few words this module keeps in step with
+``fastrelu.config``: the thread count of :func:`fastrelu.set_num_threads`,
+``config.PARALLEL_MIN_CHUNK``, the workers that exist, and how many Python
+threads are inside :func:`limit` (Dask tasks run their block on one thread).
+Plain Python and NumPy, so that importing fastrelu imports no Numba.
 """
 
 import contextlib
 import os
 import threading
+
+import numpy as np
 
 from . import config
 
@@ -33,12 +37,37 @@ class ForkSafeLock:
         self._lock.release()
 
 
-# Chunk boundaries fall on multiples of this many elements (a 64-byte cache
-# line of the smallest itemsize), so no two threads write the same line.
-_ALIGN = 64
 # Chunks per thread: a thread that starts late (a worker waking up) still
 # finds work, and one that is slowed down holds up the call by less.
 CHUNKS_PER_THREAD = 4
+
+# The words compiled code reads (int64, one cache line): the thread count,
+# the least chunk, the threads inside limit(), the workers that exist, the
+# chunks per thread.
+THREADS, MIN_CHUNK, CAPPED, WORKERS, CHUNKS = 0, 1, 2, 3, 4
+settings = np.zeros(8, np.int64)
+
+# What a call asks of the entry's planning: ``threshold | cap << CAP_SHIFT``,
+# split across threads from *threshold* elements, on at most *cap* threads
+# (0: no cap given, NO_CAP: this thread has none).
+CAP_SHIFT = 40
+NO_CAP = (1 << 23) - 1
+
+
+def request(threshold, cap=0):
+    """The plan argument of a compiled entry (see the constants above)."""
+    return min(threshold, (1 << CAP_SHIFT) - 1) | cap << CAP_SHIFT
+
+
+def sync():
+    """Copy the settings of ``fastrelu.config`` into :data:`settings`."""
+    settings[THREADS] = config.get_num_threads()
+    settings[MIN_CHUNK] = max(1, config.PARALLEL_MIN_CHUNK)
+    settings[CHUNKS] = CHUNKS_PER_THREAD
+
+
+sync()
+config._listeners.append(sync)
 
 
 class _Local(threading.local):
@@ -46,42 +75,38 @@ class _Local(threading.local):
 
 
 _local = _Local()
+_capped = 0
+_capped_lock = threading.Lock()
+
+
+def _count_capped(change):
+    global _capped
+    with _capped_lock:
+        _capped += change
+        settings[CAPPED] = _capped
+
+
+def cap():
+    """This thread's cap, as :func:`request` takes it."""
+    return NO_CAP if _local.limit is None else max(1, min(_local.limit, NO_CAP))
 
 
 @contextlib.contextmanager
 def limit(threads):
     """Within the block, calls made by this thread use at most *threads*
-    threads (``None``: no limit beyond :func:`fastrelu.get_num_threads`)."""
+    threads (``None``: no limit beyond :func:`fastrelu.get_num_threads`).
+
+    While any thread is inside, calls that would split across threads
+    first come back to Python to read their own thread's cap.
+    """
     previous = _local.limit
     _local.limit = threads
+    counted = threads is not None
+    if counted:
+        _count_capped(1)
     try:
         yield
     finally:
         _local.limit = previous
-
-
-def n_threads(name, n):
-    """How many threads kernel *name* on *n* elements is worth (1: run serially)."""
-    if n < config.PARALLEL_MIN_SIZE[name]:
-        return 1
-    threads = config.get_num_threads()
-    cap = _local.limit
-    if cap is not None and cap < threads:
-        threads = cap
-    most = n // config.PARALLEL_MIN_CHUNK
-    return threads if threads <= most else max(1, most)
-
-
-def plan(name, n):
-    """The plan of kernel *name* on *n* elements, as the compiled entries
-    take it: ``threads | step << 16``, to run on *threads* threads in chunks
-    of *step* elements."""
-    threads = n_threads(name, n)
-    if threads == 1:
-        return 1 | n << 16
-    chunks = threads * CHUNKS_PER_THREAD
-    most = n // config.PARALLEL_MIN_CHUNK
-    if chunks > most:
-        chunks = max(threads, most)
-    step = -(-n // chunks)
-    return threads | -(-step // _ALIGN) * _ALIGN << 16
+        if counted:
+            _count_capped(-1)

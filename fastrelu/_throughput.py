@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import _kernels, activations, config
+from . import _kernels, _threads, activations, config
 from ._table import KERNELS, Kernel
 
 
@@ -139,9 +139,9 @@ def parallel_copy(dst, src):
     if record is None:
         record = _copies[src.dtype] = _kernels.fast(COPY, src.dtype, 1, ())
     entry, function, scalars = record
-    first = _kernels.first_pass(config.PARALLEL_MIN_SIZE["relu"])
-    if entry(function, first, src, dst, scalars) == _kernels.NEEDS_PLAN:
-        _kernels.run_planned("relu", entry, function, (src, dst), scalars)
+    request = _threads.request(config.PARALLEL_MIN_SIZE["relu"])
+    if entry(function, request, src, dst, scalars) == _kernels.NEEDS_PLAN:
+        _kernels.run_planned(entry, function, (src, dst), scalars, request)
 
 
 # Interleaved timing: every implementation of a comparison is timed in turn,

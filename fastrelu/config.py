@@ -20,9 +20,11 @@ from collections.abc import MutableMapping
 
 from ._table import KERNELS
 
-# Called after any change of PARALLEL_MIN_SIZE (the public functions keep
-# each kernel's size next to its compiled code).
+# Called after any change of the thread settings: the public functions keep
+# each kernel's size next to its compiled code, and compiled code reads the
+# others from a copy (fastrelu._threads.settings).
 _listeners = []
+_OBSERVED = ("PARALLEL_MIN_SIZE", "PARALLEL_MIN_CHUNK", "_num_threads")
 
 
 def _changed():
@@ -74,12 +76,17 @@ class _Sizes(MutableMapping):
 
 
 class _ConfigModule(types.ModuleType):
-    # Assigning PARALLEL_MIN_SIZE a new mapping keeps it checked and observed.
+    # Assigning a setting takes effect at the next call; a new mapping for
+    # PARALLEL_MIN_SIZE is checked and observed like the first.
     def __setattr__(self, name, value):
         if name == "PARALLEL_MIN_SIZE" and not isinstance(value, _Sizes):
             value = _Sizes(value)
+        if name == "PARALLEL_MIN_CHUNK":
+            value = operator.index(value)
+            if value < 1:
+                raise ValueError(f"PARALLEL_MIN_CHUNK must be a positive integer, got {value!r}")
         super().__setattr__(name, value)
-        if name == "PARALLEL_MIN_SIZE":
+        if name in _OBSERVED:
             _changed()
 
 
@@ -135,6 +142,7 @@ def set_num_threads(n):
     if isinstance(n, bool) or value < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     _num_threads = value
+    _changed()
 
 
 sys.modules[__name__].__class__ = _ConfigModule

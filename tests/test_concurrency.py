@@ -368,12 +368,15 @@ def split_every_kernel_from_the_same_size(monkeypatch):
     monkeypatch.setattr(fastrelu.config, "PARALLEL_MIN_SIZE", sizes)
 
 
+@pytest.mark.skipif(fastrelu.get_num_threads() == 1, reason="one thread: nothing is split")
 def test_large_arrays_here_take_the_thread_pool_path():
-    from fastrelu import _threads
+    from fastrelu import _pool
 
     for func in FUNCS:
-        assert _threads.n_threads(func, LARGE) > 1 or fastrelu.get_num_threads() == 1
-        assert _threads.n_threads(func, SMALL) == 1
+        for n, split in ((LARGE, True), (SMALL, False)):
+            before = _pool.jobs()
+            _run_job(_job(func, "float32", n, 0))
+            assert (_pool.jobs() > before) == split, (func, n)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from reference import LD, sigmoid_ld, softplus_ld
 
 import fastrelu
-from fastrelu import _threads, config
+from fastrelu import config
 
 da = pytest.importorskip("dask.array")
 
@@ -166,18 +166,19 @@ def test_errors_are_raised_when_the_graph_is_built():
 def test_tasks_run_serially_by_default(monkeypatch):
     """A task's block does not fan out over fastrelu's threads unless
     ``config.DASK_BLOCK_THREADS`` allows it."""
-    seen = []
-    real = _threads.n_threads
-    monkeypatch.setattr(_threads, "n_threads", lambda name, n: seen.append(real(name, n)) or seen[-1])
+    from fastrelu import _pool
+
+    def splits(run):
+        before = _pool.jobs()
+        run()
+        return _pool.jobs() - before
+
     monkeypatch.setattr(fastrelu.config, "_num_threads", 2)
-    big = da.from_array(np.linspace(-5, 5, 2 * config.PARALLEL_MIN_SIZE["softplus"]), chunks=-1)
-    fastrelu.softplus(big).compute(scheduler="sync")
-    assert seen == [1]
+    big = da.from_array(np.linspace(-5, 5, 4 * config.PARALLEL_MIN_SIZE["softplus"]), chunks=-1)
+    assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 0
     monkeypatch.setattr(config, "DASK_BLOCK_THREADS", None)
-    fastrelu.softplus(big).compute(scheduler="sync")
-    assert seen == [1, 2]
-    fastrelu.softplus(big.compute())  # outside Dask: all threads
-    assert seen == [1, 2, 2]
+    assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 1
+    assert splits(lambda: fastrelu.softplus(big.compute())) == 1  # outside Dask: all threads
 
 
 # A local cluster: two worker processes on loopback, with small memory limits.

@@ -170,31 +170,29 @@ def test_the_fast_path_keeps_a_bounded_table(monkeypatch):
         assert len(_front.FAST["softplus"]) <= 8
 
 
-@pytest.fixture
-def planned(monkeypatch):
-    """The kernels whose calls asked for a thread plan."""
-    seen = []
-    for name in KERNELS:
-        namespace = getattr(fastrelu, name).__globals__
-        real = namespace["run_planned"]
-        monkeypatch.setitem(namespace, "run_planned", lambda *a, real=real: seen.append(a[0]) or real(*a))
-    return seen
-
-
 @pytest.mark.parametrize("name", list(KERNELS))
-def test_a_changed_parallel_size_takes_effect_at_the_next_call(planned, monkeypatch, name):
+def test_a_changed_parallel_size_takes_effect_at_the_next_call(monkeypatch, name):
+    from fastrelu import _pool
+
+    def splits(args):
+        before = _pool.jobs()
+        got = call(name, *args)
+        count = _pool.jobs() - before
+        np.testing.assert_array_equal(got, want)
+        return count
+
+    monkeypatch.setattr(config, "_num_threads", 2)
     args = operands(name, np.float32, (2**13,))
-    monkeypatch.setitem(config.PARALLEL_MIN_SIZE, name, 2**20)  # restored afterwards
-    call(name, *args)
-    assert planned == []
-    config.PARALLEL_MIN_SIZE[name] = 2**12
     want = call(name, *args, device="cpu")
-    np.testing.assert_array_equal(call(name, *args), want)
-    assert planned == [name]
+    monkeypatch.setitem(config.PARALLEL_MIN_SIZE, name, 2**20)  # restored afterwards
+    assert splits(args) == 0
+    config.PARALLEL_MIN_SIZE[name] = 2**12
+    assert splits(args) == 1
     monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", dict(config.PARALLEL_MIN_SIZE, **{name: 2**20}))
-    call(name, *args)
-    assert planned == [name]
-    assert isinstance(config.PARALLEL_MIN_SIZE["relu"], int)
+    assert splits(args) == 0
+    monkeypatch.setattr(config, "PARALLEL_MIN_CHUNK", 2**13)  # too small to split
+    config.PARALLEL_MIN_SIZE[name] = 2**12
+    assert splits(args) == 0
 
 
 def test_parallel_sizes_are_checked(monkeypatch):

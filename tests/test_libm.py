@@ -20,34 +20,21 @@ MAX_ULP_UNIT = 1.6
 needs_extended = pytest.mark.skipif(not HAVE_EXTENDED, reason="long double is not extended precision here")
 
 
-@numba.njit(error_model="numpy")
-def _exp_loop(x, out):
-    for i in range(x.size):
-        out[i] = _libm.exp(x[i])
+def _loop(func):
+    """A compiled loop applying fastrelu's scalar *func* to an array."""
+
+    @numba.njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = func(x[i])
+
+    return loop
 
 
-@numba.njit(error_model="numpy")
-def _log1p_loop(x, out):
-    for i in range(x.size):
-        out[i] = _libm.log1p(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _log1p_unit_loop(x, out):
-    for i in range(x.size):
-        out[i] = _libm.log1p_unit(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _exp_nonpositive_loop(x, out):
-    for i in range(x.size):
-        out[i] = _libm.exp_nonpositive(x[i])
-
-
-FUNCTIONS = {"exp": (_exp_loop, np.exp), "log1p": (_log1p_loop, np.log1p)}
+FUNCTIONS = {"exp": (_loop(_libm.exp), np.exp), "log1p": (_loop(_libm.log1p), np.log1p)}
 RESTRICTED = {
-    "log1p_unit": (_log1p_unit_loop, np.log1p),  # for x in [0, 1]
-    "exp_nonpositive": (_exp_nonpositive_loop, np.exp),  # for x <= 0
+    "log1p_unit": (_loop(_libm.log1p_unit), np.log1p),  # for x in [0, 1]
+    "exp_nonpositive": (_loop(_libm.exp_nonpositive), np.exp),  # for x <= 0
 }
 
 

@@ -52,27 +52,48 @@ def test_every_element_is_computed_once_whatever_the_split(threads, name, n_thre
         assert out.tobytes() == want.tobytes(), size
 
 
+@pytest.fixture(scope="module")
+def plan():
+    """``_pool.plan`` compiled on its own: ``plan(size, request)``."""
+    import numba
+
+    from fastrelu import _pool
+
+    @numba.njit
+    def compiled(size, request):
+        return _pool.plan(_pool.settings_address(), size, request)
+
+    return compiled
+
+
 @pytest.mark.parametrize("n", [1, 64, 1000, 4096, 10**5])
 @pytest.mark.parametrize("n_threads", [1, 2, 5])
-def test_plan(monkeypatch, n_threads, n):
+def test_plan(monkeypatch, plan, n_threads, n):
+    from fastrelu import _pool
+
     monkeypatch.setattr(config, "PARALLEL_MIN_CHUNK", 256)
-    monkeypatch.setitem(config.PARALLEL_MIN_SIZE, "relu", 1000)
-    before = fastrelu.get_num_threads()
-    fastrelu.set_num_threads(n_threads)
-    try:
-        plan = _threads.plan("relu", n)
-        used, step = plan & 0xFFFF, plan >> 16
-        if n < 1000 or n_threads == 1:
-            assert (used, step) == (1, n)
-        else:
-            assert 2 <= used <= min(n_threads, n // 256)
-            assert step % 64 == 0 and step >= 256 // 2
-            chunks = -(-n // step)
-            assert used <= chunks <= used * _threads.CHUNKS_PER_THREAD
-        with _threads.limit(1):
-            assert _threads.plan("relu", n) & 0xFFFF == 1
-    finally:
-        fastrelu.set_num_threads(before)
+    monkeypatch.setattr(config, "_num_threads", n_threads)
+    _pool.get().ready(n_threads)
+    used, step = plan(n, _threads.request(1000))
+    if n < 1000 or n_threads == 1:
+        assert (used, step) == (1, n)
+    else:
+        assert 2 <= used <= min(n_threads, n // 256)
+        assert step % 64 == 0 and step >= 256 // 2
+        chunks = -(-n // step)
+        assert used <= chunks <= used * _threads.CHUNKS_PER_THREAD
+    assert plan(n, _threads.request(1000, cap=1)) == (1, n)  # a Dask task's cap
+    with _threads.limit(2):  # another thread's cap: the call must ask Python
+        assert plan(n, _threads.request(1000))[0] == (1 if n < 1000 else 0)
+
+
+def test_plan_waits_for_workers_to_exist(monkeypatch, plan):
+    from fastrelu import _pool
+
+    monkeypatch.setattr(config, "_num_threads", _pool.get().workers + 3)
+    assert plan(10**6, _threads.request(0)) == (0, 0)
+    _pool.get().ready(config.get_num_threads())
+    assert plan(10**6, _threads.request(0))[0] == config.get_num_threads()
 
 
 def run_child(code, timeout=120):
