@@ -223,28 +223,39 @@ def overview_table(rows):
     return _table(["operation, dtype", *EVERY_SIZE.values()], cells) if cells else None
 
 
-# Checks at given sizes: (what, operation, dtypes, comparison name, sizes
-# ("largest": the largest measured; "from 2**24": each from 2**24 on; an
-# int: that size), bound).  A ratio of times, above 1 when fastrelu is faster
-# (for the copy: fastrelu's speed over the copy's).
+# Checks at given sizes: (what, operation (None: each), dtypes, fastrelu's
+# form ("out" or "alloc"), the other (an implementation's key, or a library
+# and a form for its fastest), where ("from 2**24": each size from 2**24 on;
+# an int: that size), bound).  A ratio of median times, above 1 when
+# fastrelu is faster (against the copy: fastrelu's speed over the copy's).
 CHECKS = [
-    ("a call on 16 elements, allocating, against PyTorch's", None, DTYPES, "torch", 16, 1.0),
-    ("relu, `out=`, against the copy", "relu", DTYPES, "copy_out", "from 2**24", 0.9),
-    ("relu_backward, `out=`, against the copy", "relu_backward", DTYPES, "copy_out", "from 2**24", 0.9),
-    ("softplus allocating, against `F.softplus`", "softplus", DTYPES, "torch", "from 2**24", 3.0),
     (
-        "softplus, `out=`, against `F.softplus`",
-        "softplus",
+        "a call on 16 elements, allocating, against PyTorch's",
+        None,
         DTYPES,
-        "softplus_out_to_torch",
-        "from 2**24",
-        3.0,
+        "alloc",
+        ("torch", "alloc"),
+        16,
+        1.0,
     ),
-    ("softplus, `out=`, against the copy", "softplus", ("float32",), "copy_out", 2**24, 0.7),
+    ("relu, `out=`, against the copy", "relu", DTYPES, "out", "copy_out", "from 2**24", 0.9),
+    (
+        "relu_backward, `out=`, against the copy",
+        "relu_backward",
+        DTYPES,
+        "out",
+        "copy_out",
+        "from 2**24",
+        0.9,
+    ),
+    ("softplus allocating, against `F.softplus`", "softplus", DTYPES, "alloc", "torch", "from 2**24", 3.0),
+    ("softplus, `out=`, against `F.softplus`", "softplus", DTYPES, "out", "torch", "from 2**24", 3.0),
+    ("softplus, `out=`, against the copy", "softplus", ("float32",), "out", "copy_out", 2**24, 0.7),
     (
         "relu_backward allocating, against `threshold_backward`",
         "relu_backward",
         DTYPES,
+        "alloc",
         "torch",
         "from 2**24",
         3.0,
@@ -253,7 +264,8 @@ CHECKS = [
         "relu_backward allocating, against the copy",
         "relu_backward",
         DTYPES,
-        "alloc_to_copy",
+        "alloc",
+        "copy_out",
         "from 2**24",
         0.6,
     ),
@@ -261,6 +273,7 @@ CHECKS = [
         "softplus_backward allocating, against `aten.softplus_backward`",
         "softplus_backward",
         DTYPES,
+        "alloc",
         "torch",
         "from 2**24",
         2.0,
@@ -269,34 +282,24 @@ CHECKS = [
         "softplus_backward, `out=`, against `aten.softplus_backward`",
         "softplus_backward",
         DTYPES,
-        "torch_out",
+        "out",
+        "torch",
         "from 2**24",
         2.0,
     ),
-    (
-        "`fastrelu.relu(x)` against `np.maximum(x, 0)`, `2**12`",
-        "relu",
-        ("float32",),
-        "numpy_maximum",
-        4096,
-        1 / 1.5,
-    ),
+    ("`fastrelu.relu(x)` against `np.maximum(x, 0)`", "relu", ("float32",), "alloc", "numpy", 4096, 1 / 1.5),
 ]
 
 
-def _check_ratio(row, name):
-    """A ratio of :data:`CHECKS` for *row*, or None if the run lacks it."""
+def _check_ratio(row, ours, theirs):
+    """The other's median time over fastrelu's in *row*, or None if the run lacks either."""
     times = row["times"]
-    if name == "softplus_out_to_torch":  # out= against PyTorch's allocating call
-        ours, theirs = "fastrelu_out", "torch"
-    elif name == "alloc_to_copy":  # allocating against the copy into preallocated memory
-        ours, theirs = "fastrelu", "copy_out"
-    elif name == "numpy_maximum":
-        ours, theirs = "fastrelu", "numpy"
-    else:
-        return row["ratio"].get(name)
-    if ours in times and theirs in times:
-        return times[theirs][1] / times[ours][1]
+    mine = "fastrelu_out" if ours == "out" else "fastrelu"
+    if isinstance(theirs, tuple):  # the fastest of a library in a form
+        library, form = theirs
+        theirs = row["peers"].get(f"{library}_out" if form == "out" else library)
+    if mine in times and theirs in times:
+        return times[theirs][1] / times[mine][1]
     return None
 
 
@@ -309,17 +312,12 @@ def check_rows(rows, benchmarks):
     found = []
     by_key = {(r["op"], r["dtype"], r["size"]): r for r in rows}
     sizes = sorted({r["size"] for r in rows})
-    for what, op, dtypes, name, where, bound in CHECKS:
+    for what, op, dtypes, ours, theirs, where, bound in CHECKS:
         for dtype in dtypes:
             for op_name in [op] if op else OPERATIONS:
-                if where == "from 2**24":
-                    chosen = [s for s in sizes if s >= 2**24]
-                elif where == "largest":
-                    chosen = sizes[-1:]
-                else:
-                    chosen = [where]
+                chosen = [s for s in sizes if s >= 2**24] if where == "from 2**24" else [where]
                 ratios = [
-                    (_check_ratio(by_key[op_name, dtype, s], name), s)
+                    (_check_ratio(by_key[op_name, dtype, s], ours, theirs), s)
                     for s in chosen
                     if (op_name, dtype, s) in by_key
                 ]

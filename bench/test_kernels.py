@@ -171,16 +171,20 @@ def test_kernels(benchmark, request, arrays, torch_threads, op, dtype, size):
     x, g = arrays(dtype, size)
     arrays_moved = len(KERNELS[op].operands) + 1
     nbytes = arrays_moved * x.nbytes
+    # One output for every implementation that writes into one, and one
+    # source and destination for both copies: no implementation finds its
+    # arrays in the caches when another's would not be.
+    out = np.empty_like(x)
+    count = arrays_moved * size // 2
+    copy_args = (np.concatenate([x, g])[:count], None, np.zeros(count, x.dtype))
     calls, found = {}, {}
     for impl in implementations(op):
         if impl.library == "copy":
-            count = arrays_moved * size // 2
-            src = np.concatenate([x, g])[:count]
-            args = (src, None, np.zeros_like(src))
+            args = copy_args
         elif impl.library == "torch":
-            args = tuple(map(torch.from_numpy, (x, g, np.empty_like(x))))
+            args = tuple(map(torch.from_numpy, (x, g, out)))
         else:
-            args = (x, g, np.empty_like(x))
+            args = (x, g, out)
         # Compiles fastrelu's kernel and faults in the output's pages outside
         # the timing, and checks that every implementation computes the same.
         result = impl.call(*args)

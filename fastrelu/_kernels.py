@@ -189,6 +189,23 @@ def function(kernel, dtype, scalars):
     return _get(key, make)
 
 
+def _pool_runner():
+    """Compile (or load) the pool's ``run_job`` and name it as the symbol the
+    entries call; done before any entry is compiled or loaded."""
+
+    def make():
+        import llvmlite.binding
+        import numba
+
+        from . import _pool
+
+        address, loaded, cache = _compile_cfunc(_pool.run_job, numba.types.void(*(numba.types.int64,) * 5))
+        llvmlite.binding.add_symbol("fastrelu_pool_run", address)
+        return address, loaded, cache
+
+    return _get(("pool",), make)
+
+
 def entry(n_operands, dtype, ndim, n_scalars):
     """The compiled entry for *n_operands* operands and an output, all of
     *dtype* and *ndim* dimensions, and *n_scalars* scalars."""
@@ -206,6 +223,7 @@ def entry(n_operands, dtype, ndim, n_scalars):
         )
         return _compile_jit(ENTRIES[n_operands], sig)
 
+    _pool_runner()  # the symbol the entry calls, before the entry is compiled or loaded
     return _get(("entry", n_operands, str(dtype), ndim, n_scalars), make)
 
 

@@ -23,12 +23,27 @@ import math
 from numba import carray
 from numba.extending import register_jitable
 
-from . import _formulas, _pool
+from . import _formulas, _pool, _threads
 from ._kernels import DONE, NEEDS_PLAN, UNSUPPORTED
-from ._native import call_chunk, load, load_float, pointer, stack_words, store, store_floats
+from ._native import (
+    STAGING_BYTES,
+    call_chunk,
+    load,
+    load_float,
+    pointer,
+    stack_staging,
+    stack_words,
+    store,
+    store_floats,
+    stream_fence,
+    stream_line,
+)
 
 # The most scalar parameters a formula may have.
 MAX_SCALARS = 4
+# The word of the argument block that asks a streaming chunk function to
+# write past the caches (after at most 3 arrays and MAX_SCALARS scalars).
+STREAM_WORD = 7
 
 
 @register_jitable(forceinline=True)
@@ -71,27 +86,61 @@ def chunk_function(kernel, T, fold):
     fold = [math.nan if value is None else value for value in fold]  # NaN: not folded
     f0, f1, f2, f3 = fold + [math.nan] * (MAX_SCALARS - len(fold))
 
-    if len(kernel.operands) == 1:
+    n_operands = len(kernel.operands)
+    if n_operands == 1:
 
-        def chunk(args, lo, hi):
-            n = hi - lo
-            x, out = _array(args, 0, lo, n, T, size), _array(args, 1, lo, n, T, size)
-            s = _scalars(args, first, T, f0, f1, f2, f3)[:n_scalars]
+        def fill(args, lo, n, out, s):
+            x = _array(args, 0, lo, n, T, size)
             for i in range(n):
                 out[i] = formula(x[i], *s)
 
-    elif len(kernel.operands) == 2:
+    elif n_operands == 2:
 
-        def chunk(args, lo, hi):
-            n = hi - lo
+        def fill(args, lo, n, out, s):
             x, y = _array(args, 0, lo, n, T, size), _array(args, 1, lo, n, T, size)
-            out = _array(args, 2, lo, n, T, size)
-            s = _scalars(args, first, T, f0, f1, f2, f3)[:n_scalars]
             for i in range(n):
                 out[i] = formula(x[i], y[i], *s)
 
     else:
-        raise ValueError(f"{kernel.name}: a kernel has 1 or 2 operands, not {len(kernel.operands)}")
+        raise ValueError(f"{kernel.name}: a kernel has 1 or 2 operands, not {n_operands}")
+    # Numba tells compiled functions apart by qualified name and a number
+    # unique to one process only: code loaded from the cache, compiled by
+    # different processes, needs names of its own.
+    tag = f"{kernel.name}_{T}_{'folded' if any(v == v for v in fold) else 'general'}"
+    fill.__name__ = fill.__qualname__ = f"fill_{tag}"
+    fill = register_jitable(fill)  # "fill out with elements lo to lo + n"
+    per = STAGING_BYTES // size
+
+    def chunk(args, lo, hi):
+        n = hi - lo
+        s = _scalars(args, first, T, f0, f1, f2, f3)[:n_scalars]
+        out = load(args + 8 * n_operands) + lo * size  # the address of element lo of the output
+        fill(args, lo, n, carray(pointer(out, T), n), s)
+
+    def streaming_chunk(args, lo, hi):
+        n = hi - lo
+        s = _scalars(args, first, T, f0, f1, f2, f3)[:n_scalars]
+        out = load(args + 8 * n_operands) + lo * size
+        if load(args + 8 * STREAM_WORD) == 0:
+            fill(args, lo, n, carray(pointer(out, T), n), s)
+            return
+        # Computed into a buffer on the stack, then written a 64-byte line at
+        # a time past the caches; the ends up to a line boundary as usual.
+        head = min(n, (-out % 64) // size)
+        fill(args, lo, head, carray(pointer(out, T), head), s)
+        staging = stack_staging()
+        buffer = carray(pointer(staging, T), per)
+        done = head
+        while done + per <= n:
+            fill(args, lo + done, per, buffer, s)
+            for k in range(0, STAGING_BYTES, 64):
+                stream_line(out + done * size + k, staging + k)
+            done += per
+        fill(args, lo + done, n - done, carray(pointer(out + done * size, T), n - done), s)
+        stream_fence()
+
+    chunk = streaming_chunk if kernel.streams else chunk
+    chunk.__name__ = chunk.__qualname__ = f"chunk_{tag}"
     return chunk
 
 
@@ -120,15 +169,16 @@ def _run(function, plan, arrays, scalars):
         return UNSUPPORTED
     start, nbytes = out.ctypes.data, n * out.itemsize
     args = stack_words()
-    words = 0
+    word = 0
     for a in arrays:
         address = a.ctypes.data
         if address != start and address < start + nbytes and start < address + nbytes:
             return UNSUPPORTED  # an input partly overlaps the output
-        store(args + 8 * words, address)
-        words += 1
-    store_floats(args + 8 * words, scalars)
-    words += len(scalars)
+        store(args + 8 * word, address)
+        word += 1
+    store_floats(args + 8 * word, scalars)
+    streaming = n * out.itemsize >= load(_pool.settings_address() + 8 * _threads.STREAM_FROM)
+    store(args + 8 * STREAM_WORD, 1 if streaming else 0)
     if n == 0:
         return DONE
     threads, step = _pool.plan(_pool.settings_address(), n, plan)
@@ -137,7 +187,7 @@ def _run(function, plan, arrays, scalars):
     if threads == 1:
         call_chunk(function, args, 0, n)
     else:
-        _pool.run(_pool.block_address(), function, args, words, n, step, threads)
+        _pool.run_compiled(function, args, n, step, threads)
     return DONE
 
 

@@ -16,6 +16,7 @@ from numba.extending import intrinsic
 _I64 = ir.IntType(64)
 _F64 = ir.DoubleType()
 _WORDS = 8  # the length of a stack_words buffer
+_X86 = llvmlite.binding.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
 
 
 def _word(builder, address, ty=_I64):
@@ -127,6 +128,25 @@ def symbol(name):
     return address
 
 
+def external5(name):
+    """An intrinsic that calls the C function ``void name(int64 a, int64 b,
+    int64 c, int64 d, int64 e)``, a process-wide symbol that
+    ``llvmlite.binding.add_symbol`` must have defined before code that uses
+    it is compiled or loaded from the cache."""
+
+    @intrinsic
+    def call(typingctx, a, b, c, d, e):
+        def codegen(context, builder, signature, args):
+            fnty = ir.FunctionType(ir.VoidType(), [_I64] * 5)
+            function = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+            builder.call(function, args)
+            return context.get_dummy_value()
+
+        return types.none(*(types.int64,) * 5), codegen
+
+    return call
+
+
 @intrinsic
 def pointer(typingctx, address, dtype):
     """*address* as a pointer to *dtype*'s elements, for ``numba.carray``."""
@@ -138,15 +158,55 @@ def pointer(typingctx, address, dtype):
     return types.CPointer(element)(types.int64, dtype), codegen
 
 
+def _stack(words, align=8):
+    @intrinsic
+    def buffer(typingctx):
+        def codegen(context, builder, signature, args):
+            space = builder.alloca(ir.ArrayType(_I64, words))
+            space.align = align
+            return builder.ptrtoint(space, _I64)
+
+        return types.int64(), codegen
+
+    return buffer
+
+
+stack_words = _stack(_WORDS)
+stack_words.__doc__ = "The address of a buffer of 8 int64 words on the caller's stack."
+STAGING_BYTES = 2048
+stack_staging = _stack(STAGING_BYTES // 8, align=64)
+stack_staging.__doc__ = "The address of a 2 KiB buffer on the caller's stack, on a 64-byte boundary."
+
+
 @intrinsic
-def stack_words(typingctx):
-    """The address of a buffer of 8 int64 words on the caller's stack."""
+def stream_line(typingctx, destination, source):
+    """Copy the 64 bytes at *source* to *destination* (both 64-byte aligned)
+    with a non-temporal store: past the caches, without reading the
+    destination's line first."""
 
     def codegen(context, builder, signature, args):
-        buffer = builder.alloca(ir.ArrayType(_I64, _WORDS))
-        return builder.ptrtoint(buffer, _I64)
+        line = ir.VectorType(_I64, 8)
+        value = builder.load(builder.inttoptr(args[1], line.as_pointer()), align=64)
+        store = builder.store(value, builder.inttoptr(args[0], line.as_pointer()), align=64)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
 
-    return types.int64(), codegen
+    return types.none(types.int64, types.int64), codegen
+
+
+@intrinsic
+def stream_fence(typingctx):
+    """Order the non-temporal stores before it before every later store."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:  # where non-temporal stores are weakly ordered
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(builder.module.declare_intrinsic("llvm.x86.sse.sfence", fnty=fnty), [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 @intrinsic
@@ -200,20 +260,16 @@ lock_release = _python_lock_call("PyThread_release_lock", types.none)
 lock_release.__doc__ = "Release the Python lock at this address (from any thread)."
 
 
-# The processor's hint for a spin-wait loop: it saves power and lets a
-# hyper-threaded sibling run; other targets spin without a hint.
-_SPIN_HINTS = {"x86_64": "llvm.x86.sse2.pause", "i386": "llvm.x86.sse2.pause", "i686": "llvm.x86.sse2.pause"}
-_SPIN_HINT = _SPIN_HINTS.get(llvmlite.binding.get_process_triple().split("-")[0])
-
-
 @intrinsic
 def spin_pause(typingctx):
-    """Tell the processor that this thread is spinning."""
+    """Tell the processor that this thread is spinning: on x86, a ``pause``,
+    which saves power and lets a hyper-threaded sibling run; other targets
+    spin without a hint."""
 
     def codegen(context, builder, signature, args):
-        if _SPIN_HINT is not None:
+        if _X86:
             fnty = ir.FunctionType(ir.VoidType(), [])
-            builder.call(builder.module.declare_intrinsic(_SPIN_HINT, fnty=fnty), [])
+            builder.call(builder.module.declare_intrinsic("llvm.x86.sse2.pause", fnty=fnty), [])
         return context.get_dummy_value()
 
     return types.none(), codegen

@@ -49,6 +49,7 @@ from . import _threads
 from ._native import (
     call_chunk,
     compare_exchange,
+    external5,
     fence,
     fetch_add,
     load,
@@ -202,6 +203,16 @@ def run(ctrl, function, args, words, size, step, threads):
     while load_acquire(ctrl + 8 * DONE) != chunks:
         spin_pause()
     store_release(ctrl + 8 * OWNER, 0)
+
+
+def run_job(function, args, size, step, threads):
+    """:func:`run` on this process's pool, as a C function: the entries call
+    it through the symbol ``fastrelu_pool_run`` (see ``_kernels``), so that
+    they need not each hold a copy of it."""
+    run(block_address(), function, args, 8, size, step, threads)
+
+
+run_compiled = external5("fastrelu_pool_run")
 
 
 def _cpus():

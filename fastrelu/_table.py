@@ -47,6 +47,10 @@ class Kernel:
     folded : dict
         Scalar values for which the CPU compiles a loop that has them as
         constants, used whenever a call's scalars have those values.
+    streams : bool
+        Whether the CPU writes outputs of ``config.STREAM_MIN_BYTES`` or
+        more with non-temporal stores: for kernels bound by memory, not by
+        arithmetic.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Kernel:
     types: Callable
     parallel_min_size: int
     folded: dict = field(default_factory=dict)
+    streams: bool = False
 
 
 def _same_as_x(arrays, objects):
@@ -107,8 +112,10 @@ _UNIT_BETA = {"beta_hi": 1.0, "beta_lo": 0.0}
 KERNELS = {
     kernel.name: kernel
     for kernel in (
-        Kernel("relu", "relu", ("x",), (), _same_as_x, 1 << 14),
-        Kernel("relu_backward", "relu_grad", ("x", "grad"), ("at_zero",), _masked_gradient, 1 << 14),
+        Kernel("relu", "relu", ("x",), (), _same_as_x, 1 << 14, streams=True),
+        Kernel(
+            "relu_backward", "relu_grad", ("x", "grad"), ("at_zero",), _masked_gradient, 1 << 14, streams=True
+        ),
         Kernel(
             "softplus",
             "softplus",

@@ -43,8 +43,8 @@ CHUNKS_PER_THREAD = 4
 
 # The words compiled code reads (int64, one cache line): the thread count,
 # the least chunk, the threads inside limit(), the workers that exist, the
-# chunks per thread.
-THREADS, MIN_CHUNK, CAPPED, WORKERS, CHUNKS = 0, 1, 2, 3, 4
+# chunks per thread, the output size in bytes from which to stream.
+THREADS, MIN_CHUNK, CAPPED, WORKERS, CHUNKS, STREAM_FROM = 0, 1, 2, 3, 4, 5
 settings = np.zeros(8, np.int64)
 
 # What a call asks of the entry's planning: ``threshold | cap << CAP_SHIFT``,
@@ -64,6 +64,7 @@ def sync():
     settings[THREADS] = config.get_num_threads()
     settings[MIN_CHUNK] = max(1, config.PARALLEL_MIN_CHUNK)
     settings[CHUNKS] = CHUNKS_PER_THREAD
+    settings[STREAM_FROM] = config.STREAM_MIN_BYTES
 
 
 sync()

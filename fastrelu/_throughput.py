@@ -117,7 +117,7 @@ def cpu_model():
 
 # A copy as a kernel of fastrelu's own, run by the same entries and threads
 # as relu: the ceiling of a kernel that moves its bytes and computes nothing.
-COPY = Kernel("copy", "identity", ("x",), (), lambda arrays, objects: None, 0)
+COPY = Kernel("copy", "identity", ("x",), (), lambda arrays, objects: None, 0, streams=True)
 
 
 _copies = {}  # dtype -> (entry, chunk function, scalars) of COPY

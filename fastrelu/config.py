@@ -11,6 +11,7 @@ variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
 of each task of a Dask graph; it is read when the graph is built.
 """
 
+import glob
 import operator
 import os
 import sys
@@ -24,7 +25,7 @@ from ._table import KERNELS
 # each kernel's size next to its compiled code, and compiled code reads the
 # others from a copy (fastrelu._threads.settings).
 _listeners = []
-_OBSERVED = ("PARALLEL_MIN_SIZE", "PARALLEL_MIN_CHUNK", "_num_threads")
+_OBSERVED = ("PARALLEL_MIN_SIZE", "PARALLEL_MIN_CHUNK", "STREAM_MIN_BYTES", "_num_threads")
 
 
 def _changed():
@@ -81,10 +82,10 @@ class _ConfigModule(types.ModuleType):
     def __setattr__(self, name, value):
         if name == "PARALLEL_MIN_SIZE" and not isinstance(value, _Sizes):
             value = _Sizes(value)
-        if name == "PARALLEL_MIN_CHUNK":
+        if name in ("PARALLEL_MIN_CHUNK", "STREAM_MIN_BYTES"):
             value = operator.index(value)
             if value < 1:
-                raise ValueError(f"PARALLEL_MIN_CHUNK must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         super().__setattr__(name, value)
         if name in _OBSERVED:
             _changed()
@@ -92,6 +93,27 @@ class _ConfigModule(types.ModuleType):
 
 PARALLEL_MIN_SIZE = _Sizes({name: kernel.parallel_min_size for name, kernel in KERNELS.items()})
 PARALLEL_MIN_CHUNK = 1 << 10
+
+
+def _last_level_cache():
+    """The largest CPU cache in bytes, from Linux's sysfs; 32 MiB elsewhere."""
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()  # "32768K"
+            sizes.append(int(text.rstrip("KM")) * {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1))
+        except (OSError, ValueError, IndexError):
+            pass
+    return max(sizes, default=32 << 20)
+
+
+# Outputs of at least this many bytes are written with non-temporal stores,
+# past the caches, by the kernels that move much memory for little
+# arithmetic (the ReLU pair): larger than the last-level cache, they would
+# not stay there anyway, and such stores spare the read of each line of the
+# output before it is written, a third of a ReLU's memory traffic.
+STREAM_MIN_BYTES = _last_level_cache()
 
 # Threads each Dask task may use for its chunk (None: as many as any call).
 # Dask already runs one task per core; the measurement is in docs/dask.md.

@@ -672,3 +672,34 @@ def test_fork_while_another_thread_compiles():
     """,
         timeout=60,
     )
+
+
+def test_code_compiled_by_different_processes_loads_side_by_side(tmp_path):
+    """Numba numbers functions uniquely within one process only: two kernels'
+    code, each compiled first thing by its own process, must not be taken
+    for one another when a third process loads both from the cache."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    x = "np.linspace(-3, 3, 7)"
+    calls = {
+        "relu": f"fastrelu.relu({x}).tolist()",
+        "softplus": f"fastrelu.softplus({x}).tolist()",
+        "softplus_backward": f"fastrelu.softplus_backward({x}, 2.0).tolist()",
+        "relu_backward": f"fastrelu.relu_backward({x}, 2.0, at_zero=0.5).tolist()",
+    }
+
+    def run(names):
+        code = (
+            "import json, numpy as np, fastrelu\n"
+            + f"print(json.dumps([{', '.join(calls[n] for n in names)}]))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    alone = {name: run([name])[0] for name in calls}  # each compiles its own code
+    together = run(list(calls))  # loads all of it
+    assert together == [alone[name] for name in calls]
+    xs = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(together[2], 2.0 / (1 + np.exp(-xs)), rtol=1e-14)

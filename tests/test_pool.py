@@ -66,6 +66,27 @@ def plan():
     return compiled
 
 
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16"])
+@pytest.mark.parametrize("name", [name for name, kernel in KERNELS.items() if kernel.streams])
+def test_outputs_written_past_the_caches_are_right(threads, monkeypatch, name, dtype, n_threads):
+    """Outputs of STREAM_MIN_BYTES or more are computed into a buffer and
+    written a cache line at a time with non-temporal stores; the ends, up to
+    a line boundary, as usual.  Every offset of the output from a line."""
+    threads(n_threads)
+    rng = np.random.default_rng(4)
+    cases = []
+    for size in (5, 100, 5000, 20011):
+        args = [(rng.standard_normal(size) * 5).astype(dtype) for _ in KERNELS[name].operands]
+        cases.append((size, args, serial(name, args)))  # written the usual way
+    monkeypatch.setattr(config, "STREAM_MIN_BYTES", 64)
+    for size, args, want in cases:
+        for offset in range(0, 64 // np.dtype(dtype).itemsize, 3):
+            out = np.full(size + offset, 7, dtype)[offset:]
+            assert getattr(fastrelu, name)(*args, out=out) is out
+            assert out.tobytes() == want.tobytes(), (size, offset)
+
+
 @pytest.mark.parametrize("n", [1, 64, 1000, 4096, 10**5])
 @pytest.mark.parametrize("n_threads", [1, 2, 5])
 def test_plan(monkeypatch, plan, n_threads, n):
