@@ -4,8 +4,11 @@
 call is split across threads, and ``PARALLEL_MIN_CHUNK`` the least work given
 to one thread; both were chosen by measurement (``docs/performance.md``):
 splitting pays once a kernel's serial time is a few microseconds, sooner for
-the compute-bound softplus than for the memory-bound ReLU pair.  Changes to
-them, whole or entry by entry, take effect at the next call.  The number of
+the compute-bound softplus than for the memory-bound ReLU pair.
+``STREAM_MIN_BYTES`` is the size of an output, in bytes, from which the ReLU
+pair writes it with non-temporal stores that bypass the caches (by default
+the size of the last-level cache).  Changes to them, whole or entry by
+entry, take effect at the next call.  The number of
 threads defaults to the CPUs this process may run on, or to the environment
 variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
 of each task of a Dask graph; it is read when the graph is built.
