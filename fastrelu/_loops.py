@@ -108,7 +108,7 @@ def chunk_function(kernel, T, fold):
     # different processes, needs names of its own.
     tag = f"{kernel.name}_{T}_{'folded' if any(v == v for v in fold) else 'general'}"
     fill.__name__ = fill.__qualname__ = f"fill_{tag}"
-    fill = register_jitable(fill)  # "fill out with elements lo to lo + n"
+    fill = register_jitable(forceinline=True)(fill)  # "fill out with elements lo to lo + n"
     per = STAGING_BYTES // size
 
     def chunk(args, lo, hi):

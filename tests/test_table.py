@@ -2,6 +2,7 @@
 operation added with its formula, its public function and one entry."""
 
 import inspect
+import math
 
 import numpy as np
 import pytest
@@ -21,6 +22,25 @@ def test_every_kernel_has_a_formula_a_public_function_and_a_parallel_size():
         assert callable(getattr(fastrelu, name)) and name in fastrelu.__all__
         assert config.PARALLEL_MIN_SIZE[name] == kernel.parallel_min_size > 0
         assert set(kernel.folded) <= set(kernel.scalars)
+
+
+def test_folded_scalars_are_constants_of_the_compiled_loop():
+    """softplus at beta = 1 compiles to a loop without the scaling by beta:
+    the folded constants reach the formula, so no division is left."""
+    import numba
+
+    from fastrelu import _kernels
+    from fastrelu._loops import chunk_function
+
+    sig = numba.types.void(numba.types.int64, numba.types.int64, numba.types.int64)
+    options = {k: v for k, v in _kernels._JIT_OPTIONS.items() if k != "nogil"}
+    kernel = KERNELS["softplus"]
+    divisions = {}
+    for beta in (1.0, 2.0):
+        fold = _kernels._fold(kernel, (beta, 0.0, math.inf))
+        chunk = numba.cfunc(sig, **options)(chunk_function(kernel, numba.float32, fold))
+        divisions[beta] = chunk.inspect_llvm().count("fdiv")
+    assert divisions[1.0] == 0 < divisions[2.0]
 
 
 def leaky(x, slope):
