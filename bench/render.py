@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fastrelu._table import KERNELS
+from fastrelu._throughput import quartiles
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -61,14 +62,6 @@ def _size_label(size):
 def _of_suite(benchmarks, suite):
     """The benchmarks of one part of the suite: "kernels", "startup" or "dask"."""
     return [b for b in benchmarks if b.get("extra_info", {}).get("suite") == suite]
-
-
-def quartiles(samples):
-    """``(first quartile, median, third quartile)`` of *samples*."""
-    if len(samples) == 1:
-        return (samples[0],) * 3
-    q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return q1, median, q3
 
 
 def group_rows(benchmarks):

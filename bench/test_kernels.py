@@ -29,7 +29,13 @@ import pytest
 
 import fastrelu
 from fastrelu._table import KERNELS
-from fastrelu._throughput import NUMPY_OPERATIONS, interleave, parallel_copy, torch_operations
+from fastrelu._throughput import (
+    NUMPY_OPERATIONS,
+    fastrelu_operation,
+    interleave,
+    parallel_copy,
+    torch_operations,
+)
 
 try:
     import torch
@@ -76,14 +82,14 @@ def fastrelu_implementations(name):
     func = getattr(fastrelu, name)
     names = {"x": "x", "grad": "g"}
     args = ", ".join(names[a] for a in KERNELS[name].operands)
-    if len(KERNELS[name].operands) == 1:
-        return [
-            Impl("fastrelu_out", f"fastrelu.{name}({args}, out=o)", lambda x, g, o: func(x, out=o)),
-            Impl("fastrelu", f"fastrelu.{name}({args})", lambda x, g, o: func(x)),
-        ]
+    unary = len(KERNELS[name].operands) == 1
     return [
-        Impl("fastrelu_out", f"fastrelu.{name}({args}, out=o)", lambda x, g, o: func(x, g, out=o)),
-        Impl("fastrelu", f"fastrelu.{name}({args})", lambda x, g, o: func(x, g)),
+        Impl("fastrelu_out", f"fastrelu.{name}({args}, out=o)", fastrelu_operation(name)),
+        Impl(
+            "fastrelu",
+            f"fastrelu.{name}({args})",
+            (lambda x, g, o: func(x)) if unary else (lambda x, g, o: func(x, g)),
+        ),
     ]
 
 

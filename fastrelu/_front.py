@@ -122,7 +122,6 @@ def elementwise(kernel):
             "learn": learn,
             "run_planned": _kernels.run_planned,
             "general": _elementwise.call,
-            "DONE": _kernels.DONE,
             "NEEDS_PLAN": _kernels.NEEDS_PLAN,
         }
         exec(compile(source, f"<fastrelu.{kernel.name}>", "exec"), namespace)

@@ -177,11 +177,11 @@ def _run(function, plan, arrays, scalars):
         store(args + 8 * word, address)
         word += 1
     store_floats(args + 8 * word, scalars)
-    streaming = n * out.itemsize >= load(_pool.settings_address() + 8 * _threads.STREAM_FROM)
-    store(args + 8 * STREAM_WORD, 1 if streaming else 0)
+    settings = _pool.settings_address()
+    store(args + 8 * STREAM_WORD, 1 if nbytes >= load(settings + 8 * _threads.STREAM_FROM) else 0)
     if n == 0:
         return DONE
-    threads, step = _pool.plan(_pool.settings_address(), n, plan)
+    threads, step = _pool.plan(settings, n, plan)
     if threads == 0:
         return NEEDS_PLAN
     if threads == 1:

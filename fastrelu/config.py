@@ -50,8 +50,7 @@ class _Sizes(MutableMapping):
     """Kernel name -> elements from which its calls are split across threads."""
 
     def __init__(self, sizes):
-        unknown = set(sizes) - set(KERNELS)
-        if unknown or set(sizes) != set(KERNELS):
+        if set(sizes) != set(KERNELS):
             raise KeyError(
                 f"PARALLEL_MIN_SIZE needs exactly the kernels {sorted(KERNELS)}, got {sorted(sizes)}"
             )
