@@ -253,18 +253,22 @@ _pool = None  # fastrelu._pool, once imported (it imports Numba)
 def run_planned(compiled_entry, address, arrays, scalars, request):
     """Run *compiled_entry* on *arrays* after it answered ``NEEDS_PLAN`` to
     *request*: with the calling thread's cap, and the workers the thread
-    settings want."""
+    settings want.  Returns the entry's last answer (``DONE`` or
+    ``UNSUPPORTED``)."""
     global _pool
     if _pool is None:
         from . import _pool
     request = request & ((1 << _threads.CAP_SHIFT) - 1) | _threads.cap() << _threads.CAP_SHIFT
-    while compiled_entry(address, request, *arrays, scalars) == NEEDS_PLAN:
+    while (status := compiled_entry(address, request, *arrays, scalars)) == NEEDS_PLAN:
         _pool.get().ready(config.get_num_threads())
+    return status
 
 
 def launch(kernel, arrays, scalars):
     """Run *kernel* over 1-D contiguous *arrays* (operands, then the output)
-    of one dtype, with *scalars*."""
+    of one dtype, with *scalars*; the caller has made sure that no input
+    overlaps the output other than exactly."""
     compiled_entry, address, scalars = fast(kernel, arrays[0].dtype, 1, scalars)
     request = _threads.request(config.PARALLEL_MIN_SIZE[kernel.name])
-    run_planned(compiled_entry, address, arrays, scalars, request)
+    if run_planned(compiled_entry, address, arrays, scalars, request) != DONE:
+        raise RuntimeError(f"{kernel.name}: the compiled entry declined arrays the general path prepared")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastrelu
-from fastrelu import _front, config
+from fastrelu import _front, _kernels, config
 from fastrelu._table import KERNELS
 
 SHARED = ["out", "device", "stream"]
@@ -130,6 +130,17 @@ def test_partial_overlap_with_out_is_read_before_it_is_written(name, shift):
     want = call(name, *(np.array(x) for x in args))
     assert call(name, *args, out=out) is out
     np.testing.assert_array_equal(out, want)
+
+
+def test_the_general_paths_launch_refuses_arrays_the_entry_declines():
+    """The general path copies an input away from a partial overlap before it
+    launches; were one to reach the entry, it is an error, not an output
+    silently left as it was."""
+    buf = np.linspace(-1.0, 1.0, 11)
+    before = buf.copy()
+    with pytest.raises(RuntimeError, match="declined"):
+        _kernels.launch(KERNELS["relu"], [buf[:10], buf[1:]], ())
+    np.testing.assert_array_equal(buf, before)
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
