@@ -3,21 +3,40 @@ run that feeds them.
 
 Importing this module imports ``numba.cuda``; fastrelu imports it only when
 a call runs on the GPU.  Each kernel is compiled lazily, per dtype, on its
-first launch (an eager signature would need a GPU at import).  Indices are
-64-bit (``cuda.grid(1)`` widens the block offset), so arrays of more than
-2**31 elements are covered.  Kernels are launched on the caller's stream
-(the default stream unless ``stream=`` names one), and nothing waits for
-them unless the result must come back to the host.
+first launch (an eager signature would need a GPU at import), and launched
+on raw device addresses: no Numba device array is built and no dispatcher
+resolves types on the way, so a call costs little more than the driver's
+launch.  Indices are 64-bit (``cuda.grid(1)`` widens the block offset), so
+arrays of more than 2**31 elements are covered.
+
+Where a call runs, on which stream and into what memory:
+
+- **Device.** On the GPU that holds the operands (a tensor on ``cuda:1``
+  runs on device 1); operands on two GPUs are an error.
+- **Stream.** On ``stream=`` if given; otherwise on the stream the first
+  operand's CUDA Array Interface names (version 3), on PyTorch's current
+  stream for PyTorch tensors, else on the legacy default stream.  Work of
+  any other stream an operand names is waited for on the GPU (an event),
+  never by the host.  Results made here are Numba arrays bound to that
+  stream, or arrays of the caller's library allocated on it.
+- **Memory.** Results and temporaries of a CuPy or PyTorch call come from
+  that library's allocator (its caching pool, on the launch stream);
+  Numba device arrays keep Numba's allocation.
+
+Nothing waits for the GPU unless the result must come back to the host.
 """
 
+import contextlib
 import ctypes
 
 import numpy as np
-from numba import config, cuda
+from numba import config, cuda, types
 from numba.extending import register_jitable
+from numba.np.numpy_support import from_dtype
 
 from . import _formulas as f
-from ._device import DeviceOperand
+from . import _vectors
+from ._device import DeviceOperand, gpu_count
 from ._table import KERNELS
 
 # Threads per block, and the most blocks a launch asks for: a grid-stride
@@ -26,27 +45,76 @@ THREADS = 256
 MAX_BLOCKS = 65535
 SIMULATOR_MAX_BLOCKS = 4
 
+# Stream handles with a meaning of their own in the CUDA Array Interface.
+LEGACY_DEFAULT = 1
+PER_THREAD_DEFAULT = 2
 
-def grid_kernel(kernel):
+
+_ACCESS = {name: getattr(_vectors, name) for name in ("vload", "vstore", "load1", "store1")}
+_GRID = """
+def grid({operands}, out, n, scalars):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    count = n // {width}
+    j = start
+    while j + stride < count:  # two accesses per operand in flight before the first store
+        k = j + stride
+{load_j}
+{load_k}
+        {store_j}
+        {store_k}
+        j = k + stride
+    if j < count:
+{load_j}
+        {store_j}
+{tail}"""
+
+_TAIL = """    i = count * {width} + start  # the last n % {width} elements, one per thread
+    if i < n:
+        store1(out, i, formula({operands}, *scalars))
+"""
+
+
+def grid_kernel(kernel, width=1):
     """The grid-stride CUDA kernel of *kernel* (an entry of
     :data:`fastrelu._table.KERNELS`), as a Python function for ``cuda.jit``:
-    it takes the operands, the output and the tuple of scalars."""
-    formula = getattr(f, kernel.formula)
-    if len(kernel.operands) == 1:
-
-        def grid(x, out, scalars):
-            for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-                out[i] = formula(x[i], *scalars)
-
-    elif len(kernel.operands) == 2:
-
-        def grid(x, y, out, scalars):
-            for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-                out[i] = formula(x[i], y[i], *scalars)
-
-    else:
+    it takes the operands, the output, the number of elements and the tuple
+    of scalars.  Operands and output are contiguous: raw pointers on a GPU,
+    arrays in the simulator.  Elements are computed in the compute dtype
+    (float16 in float32) and accessed *width* at a time (one 16-byte access:
+    :mod:`fastrelu._vectors`), which needs all of one dtype and 16-byte
+    aligned; the last ``n % width`` are done one by one."""
+    if len(kernel.operands) not in (1, 2):
         raise ValueError(f"{kernel.name}: a kernel has 1 or 2 operands, not {len(kernel.operands)}")
-    return grid
+    names = [f"x{m}" for m in range(len(kernel.operands))]
+
+    def loads(var, index):
+        access = "vload" if width > 1 else "load1"
+        return "\n".join(f"        {var}{m} = {access}({name}, {index})" for m, name in enumerate(names))
+
+    def value(var, lane=""):
+        return f"formula({', '.join(f'{var}{m}{lane}' for m in range(len(names)))}, *scalars)"
+
+    def store(var, index):
+        if width == 1:
+            return f"store1(out, {index}, {value(var)})"
+        lanes = ", ".join(value(var, f"[{lane}]") for lane in range(width))
+        return f"vstore(out, {index}, ({lanes},))"
+
+    tail = ""
+    if width > 1:
+        tail = _TAIL.format(width=width, operands=", ".join(f"load1({x}, i)" for x in names))
+    source = _GRID.format(
+        operands=", ".join(names),
+        width=width,
+        load_j=loads("a", "j"),
+        load_k=loads("b", "k"),
+        store_j=store("a", "j"),
+        store_k=store("b", "k"),
+        tail=tail,
+    )
+    namespace = {"cuda": cuda, "formula": getattr(f, kernel.formula), **_ACCESS}
+    exec(compile(source, f"<fastrelu grid kernel {kernel.name}, width {width}>", "exec"), namespace)
+    return namespace["grid"]
 
 
 @register_jitable
@@ -59,20 +127,20 @@ def _position(i, offset, strides, shape):
     return pos
 
 
-def gather_kernel(src, offset, strides, shape, dst):
+def gather_kernel(src, offset, strides, shape, dst, n):
     # A contiguous copy of a strided, broadcast or other-dtype operand.
-    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dst[i] = src[_position(i, offset, strides, shape)]
 
 
-def scatter_kernel(src, dst, offset, strides, shape):
-    # The contiguous result into a strided or other-dtype out.
-    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+def scatter_kernel(src, dst, offset, strides, shape, n):
+    # The contiguous result into a strided out.
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dst[_position(i, offset, strides, shape)] = src[i]
 
 
-def fill_kernel(dst, value):
-    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+def fill_kernel(dst, value, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         dst[i] = value
 
 
@@ -80,59 +148,272 @@ _HELPERS = {"gather": gather_kernel, "scatter": scatter_kernel, "fill": fill_ker
 _dispatchers = {}
 
 
-def dispatcher(name):
+def dispatcher(name, width=1):
     """The lazily compiling ``cuda.jit`` dispatcher of kernel *name*: an
-    entry of :data:`fastrelu._table.KERNELS` or a layout helper."""
-    disp = _dispatchers.get(name)
+    entry of :data:`fastrelu._table.KERNELS` (accessing memory *width*
+    elements at a time) or a layout helper."""
+    key = (name, width)
+    disp = _dispatchers.get(key)
     if disp is None:
-        func = _HELPERS[name] if name in _HELPERS else grid_kernel(KERNELS[name])
-        disp = _dispatchers[name] = cuda.jit(func)
+        func = _HELPERS[name] if name in _HELPERS else grid_kernel(KERNELS[name], width)
+        disp = _dispatchers[key] = cuda.jit(func)
     return disp
 
 
-def launch(name, n, args, stream=0):
-    """Launch kernel *name* over *n* elements, asynchronously on *stream*."""
+_pointer_types = {}
+
+
+def pointer(dtype):
+    """The Numba type of a raw device pointer to elements of *dtype*."""
+    ty = _pointer_types.get(dtype)
+    if ty is None:
+        ty = _pointer_types[dtype] = types.CPointer(from_dtype(dtype))
+    return ty
+
+
+def scalars_type(compute, count):
+    """The Numba type of a kernel's tuple of *count* scalars of dtype *compute*."""
+    return types.UniTuple(from_dtype(compute), count) if count else types.Tuple(())
+
+
+_compiled = {}  # (name, width, compute, spec) -> the compiled kernel
+
+
+def launch(name, compute, spec, n, args, stream, width=1):
+    """Launch kernel *name* over *n* elements, asynchronously on the Numba
+    stream *stream*.
+
+    *args* are the kernel's arguments: addresses on a GPU (arrays in the
+    simulator), integers, and for an entry of :data:`fastrelu._table.KERNELS`
+    a last tuple of scalars of dtype *compute*, which accesses memory
+    *width* elements at a time.  *spec* is what the arguments' types depend
+    on (see :func:`signature`).  On a GPU the kernel compiled for them is
+    launched directly; the simulator takes its dispatcher.
+    """
     if n == 0:
         return
-    most = SIMULATOR_MAX_BLOCKS if config.ENABLE_CUDASIM else MAX_BLOCKS
-    blocks = max(1, min(most, -(-n // THREADS)))
-    dispatcher(name)[blocks, THREADS, stream](*args)
+    threads = -(-n // width)
+    if config.ENABLE_CUDASIM:
+        blocks = max(1, min(SIMULATOR_MAX_BLOCKS, -(-threads // THREADS)))
+        dispatcher(name, width)[blocks, THREADS, stream](*args)
+        return
+    key = (name, width, compute, spec)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compiled[key] = dispatcher(name, width).compile(signature(name, compute, spec))
+    blocks = max(1, min(MAX_BLOCKS, -(-threads // THREADS)))
+    compiled.launch(args, (blocks,), (THREADS,), stream)
 
 
-def as_stream(stream):
-    """A Numba stream for *stream*: None (the default stream), a Numba
-    stream, or a CuPy or PyTorch stream (by its handle)."""
-    if stream is None:
+def signature(name, compute, spec):
+    """The Numba types of the arguments of kernel *name*, from *spec*:
+    (source dtype, destination dtype, dimensions) for "gather" and
+    "scatter", (dtype,) for "fill", and for an entry of
+    :data:`fastrelu._table.KERNELS` the dtypes of its operands and output
+    and then the number of scalars (computing in *compute*)."""
+    i64 = types.int64
+    if name in ("gather", "scatter"):
+        src, dst, ndim = spec
+        layout = (i64, types.UniTuple(i64, ndim), types.UniTuple(i64, ndim))
+        if name == "gather":
+            return (pointer(src), *layout, pointer(dst), i64)
+        return (pointer(src), pointer(dst), *layout, i64)
+    if name == "fill":
+        (dtype,) = spec
+        return (pointer(dtype), from_dtype(dtype), i64)
+    *dtypes, count = spec
+    return (*map(pointer, dtypes), i64, scalars_type(compute, count))
+
+
+def stream_handle(stream):
+    """The handle of *stream*, a Numba, CuPy or PyTorch stream or any object
+    with ``__cuda_stream__``, with 0 (a library's name for the legacy
+    default stream) as :data:`LEGACY_DEFAULT`."""
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if config.ENABLE_CUDASIM and isinstance(stream, cuda.stream):
+        handle = id(stream)  # the simulator's streams have no handle, nor need one
+    elif protocol is not None:
+        handle = protocol()[1]
+    elif hasattr(stream, "handle") and hasattr(stream, "synchronize"):  # a Numba stream
+        handle = stream.handle.value if hasattr(stream.handle, "value") else stream.handle
+    elif hasattr(stream, "ptr"):  # CuPy
+        handle = stream.ptr
+    elif hasattr(stream, "cuda_stream"):  # PyTorch
+        handle = stream.cuda_stream
+    else:
+        raise TypeError(f"stream must be a Numba, CuPy or PyTorch CUDA stream, got {type(stream).__name__}")
+    return int(handle or 0) or LEGACY_DEFAULT
+
+
+def interface_stream(op, name):
+    """The stream handle that operand *op* (called *name*) names in its CUDA
+    Array Interface, or None: no synchronisation is needed.  0 is not a
+    valid entry; Numba arrays bound to the default stream export it, and it
+    is read as the legacy default stream."""
+    handle = op.stream
+    if handle is None:
+        return None
+    if isinstance(handle, bool) or not isinstance(handle, int):
+        raise TypeError(
+            f"{name}: the stream entry of its __cuda_array_interface__ must be an integer or None, "
+            f"got {handle!r}"
+        )
+    return handle or LEGACY_DEFAULT
+
+
+def plan_streams(stream, named):
+    """The stream to launch on and the producers' streams to wait for.
+
+    Parameters
+    ----------
+    stream : stream object or None
+        The caller's ``stream=``.
+    named : dict
+        Name -> :class:`~fastrelu._device.DeviceOperand`, inputs then out.
+
+    Returns
+    -------
+    launch : int
+        The handle of the stream the kernels go on.
+    waits : list of int
+        Handles of other streams the operands name, in order, without
+        repeats: the launch stream waits for the work queued on them.
+    torch_current : bool
+        Whether *launch* was taken from PyTorch's current stream.
+    """
+    producers = [h for name, op in named.items() if (h := interface_stream(op, name)) is not None]
+    torch_current = False
+    if stream is not None:
+        handle = stream_handle(stream)
+    elif producers:
+        handle = producers[0]
+    elif any(op.kind == "torch" for op in named.values()):
+        handle, torch_current = None, True
+    else:
+        handle = LEGACY_DEFAULT
+    waits = []
+    for h in producers:
+        if h != handle and h not in waits:
+            waits.append(h)
+    return handle, waits, torch_current
+
+
+def common_device(named):
+    """The ordinal of the GPU all operands in *named* (name -> DeviceOperand)
+    are on, or None where none says; a ``ValueError`` names two on different GPUs."""
+    device, first = None, None
+    for name, op in named.items():
+        d = op.device
+        if d is None:
+            continue
+        if device is None:
+            device, first = d, name
+        elif d != device:
+            raise ValueError(
+                f"{first} is on GPU {device} and {name} on GPU {d}: "
+                "move them to one device first (fastrelu copies nothing behind your back)"
+            )
+    return device
+
+
+def on_device(device):
+    """A context in which Numba launches on GPU *device* (None: the current one)."""
+    if device is None or gpu_count() == 1 or cuda.get_current_device().id == device:
+        return contextlib.nullcontext()
+    return cuda.gpus[device]
+
+
+_streams = {}  # (device, handle) -> a Numba stream over the handle
+_events = {}  # device -> an event for cross-stream waits
+
+
+def numba_stream(handle, device):
+    """A Numba stream object over stream *handle* of GPU *device*."""
+    if config.ENABLE_CUDASIM:
         return cuda.default_stream()
-    handle = getattr(stream, "ptr", None) or getattr(stream, "cuda_stream", None)
-    if handle is not None and not hasattr(stream, "synchronize_async"):
-        return cuda.external_stream(handle)
+    key = (device, handle)
+    stream = _streams.get(key)
+    if stream is None:
+        if len(_streams) > 256:  # handles of streams long gone
+            _streams.clear()
+        stream = _streams[key] = cuda.external_stream(handle)
     return stream
 
 
-class _Span:
-    """A CUDA array interface for the 1-D memory an operand spans."""
+def wait_for(waits, launch_stream, device):
+    """Make *launch_stream* wait, on the GPU, for the work queued so far on
+    each stream in *waits* (handles)."""
+    if not waits or config.ENABLE_CUDASIM:  # the simulator runs everything at once
+        return
+    event = _events.get(device)
+    if event is None:
+        event = _events[device] = cuda.event(timing=False)
+    for handle in waits:
+        event.record(numba_stream(handle, device))
+        event.wait(launch_stream)
 
-    def __init__(self, ptr, n, dtype):
-        self.__cuda_array_interface__ = {
-            "shape": (n,),
-            "typestr": dtype.str,
-            "data": (ptr, False),
-            "strides": None,
-            "version": 3,
-        }
+
+def _library_stream(kind, handle, device):
+    """A context in which *kind*'s allocator ("torch" or "cupy") allocates
+    for the stream *handle* of GPU *device*: its current stream unless that
+    is another one."""
+    if kind == "torch":
+        import torch
+
+        current = torch.cuda.current_stream(device)
+        if (current.cuda_stream or LEGACY_DEFAULT) == handle:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(torch.cuda.ExternalStream(handle, device=current.device))
+    import cupy
+
+    with cupy.cuda.Device(device):
+        current = cupy.cuda.get_current_stream()
+        if (current.ptr or LEGACY_DEFAULT) == handle:
+            return contextlib.nullcontext()
+        return cupy.cuda.ExternalStream(handle, device_id=cupy.cuda.Device().id)
+
+
+class Allocator:
+    """Device memory for results and temporaries, from the library of the
+    call's arrays: PyTorch's or CuPy's allocator, on the launch stream, or
+    Numba's for Numba arrays and host operands."""
+
+    def __init__(self, kind, handle, stream, device):
+        self.kind = kind if kind in ("torch", "cupy") else "numba"
+        self.handle, self.stream, self.device = handle, stream, device
+
+    def empty(self, shape, dtype):
+        """A new device array of *shape* and *dtype*, of the allocator's library."""
+        if self.kind == "torch":
+            import torch
+
+            from ._device import torch_dtype_of
+
+            device = torch.device("cuda", self.device) if self.device is not None else torch.device("cuda")
+            with _library_stream("torch", self.handle, device.index):
+                return torch.empty(shape, dtype=torch_dtype_of(dtype), device=device)
+        if self.kind == "cupy":
+            import cupy
+
+            with cupy.cuda.Device(self.device), _library_stream("cupy", self.handle, self.device):
+                return cupy.empty(shape, dtype)
+        return cuda.device_array(shape, dtype, stream=self.stream)
 
 
 def span_array(op):
-    """A 1-D Numba device array over the memory *op* spans, from its lowest address."""
-    lo, n = op.span()
-    if config.ENABLE_CUDASIM:
-        # The simulator's "device" memory is host memory.
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    """The simulator's 1-D array over the memory *op* spans, from its lowest
+    address: its "device" memory is host memory."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-        buf = (ctypes.c_char * (n * op.dtype.itemsize)).from_address(lo)
-        return FakeCUDAArray(np.frombuffer(buf, op.dtype, count=n))
-    return cuda.as_cuda_array(_Span(lo, n, op.dtype))
+    lo, n = op.span()
+    buf = (ctypes.c_char * (n * op.dtype.itemsize)).from_address(lo)
+    return FakeCUDAArray(np.frombuffer(buf, op.dtype, count=n))
+
+
+def address(op):
+    """The kernel argument of *op*'s memory from its lowest address: the
+    address itself on a GPU, an array over it in the simulator."""
+    return span_array(op) if config.ENABLE_CUDASIM else op.span()[0]
 
 
 def _layout(op, shape):
@@ -154,41 +435,34 @@ def _same_view(a, b):
     return a.ptr == b.ptr and a.strides == b.strides and a.shape == b.shape and a.dtype == b.dtype
 
 
-def _input_view(a, shape, compute, target, stream):
-    """A 1-D contiguous device array of input *a* as the kernel reads it."""
-    n = int(np.prod(shape, dtype=np.int64))
-    if not isinstance(a, DeviceOperand):  # a host scalar
-        buf = cuda.device_array(n, compute, stream=stream)
-        launch("fill", n, (buf, compute.type(a[()])), stream)
-        return buf
-    if a.dtype == compute and a.shape == shape and a.c_contiguous():
+def _input_view(a, shape, n, result, compute, target, alloc):
+    """A contiguous operand as the kernel reads input *a*: *a* itself where
+    it is contiguous, of the *result* dtype and shape, and not partly under
+    *target*; otherwise a copy in the *compute* dtype made on the device
+    (broadcast, strided, cast; a host scalar filled in).  A :class:`DeviceOperand`."""
+    if isinstance(a, DeviceOperand) and a.dtype == result and a.shape == shape and a.c_contiguous():
         if target is None or not _overlap(a, target) or _same_view(a, target):
-            return span_array(a)
-    buf = cuda.device_array(n, compute, stream=stream)
+            return a
+    buf = DeviceOperand(alloc.empty(shape, compute))
+    if not isinstance(a, DeviceOperand):  # a host scalar
+        launch("fill", None, (compute,), n, (address(buf), compute.type(a[()]), n), alloc.stream)
+        return buf
     offset, strides = _layout(a, shape)
-    launch("gather", n, (span_array(a), offset, strides, shape, buf), stream)
+    args = (address(a), offset, strides, shape, address(buf), n)
+    launch("gather", None, (a.dtype, compute, len(shape)), n, args, alloc.stream)
     return buf
 
 
-def _upload(a, stream):
-    """A host array as a device operand (a copy); host scalars stay as they are."""
-    if a.ndim == 0:
-        return a
-    return DeviceOperand(cuda.to_device(np.ascontiguousarray(a), stream=stream))
-
-
-def _wrap(array, like):
-    """*array* as the kind of array the caller passed: CuPy, PyTorch or Numba."""
-    kind = like.kind if like is not None else "numba"
-    if kind == "cupy":
-        import cupy
-
-        return cupy.asarray(array)
-    if kind == "torch":
-        import torch
-
-        return torch.as_tensor(array, device="cuda")
-    return array
+def access_width(dtype, operands):
+    """Elements a kernel of *dtype* accesses at a time on *operands*
+    (DeviceOperands: its operands and output): 16 bytes' worth where all are
+    of *dtype* and 16-byte aligned, else 1."""
+    if dtype not in _vectors.VECTOR_DTYPES:
+        return 1
+    for op in operands:
+        if op.dtype != dtype or op.span()[0] % _vectors.VECTOR_BYTES:
+            return 1
+    return _vectors.width(dtype)
 
 
 def run(kernel, inputs, out, shape, result, scalars, compute, stream=None):
@@ -196,37 +470,57 @@ def run(kernel, inputs, out, shape, result, scalars, compute, stream=None):
 
     *inputs* are DeviceOperands, host scalars (0-d arrays), or, where the
     caller asked for ``device="cuda"``, host arrays, which are copied in; the
-    result then comes back to the host.  *out* is the object the caller
-    passed.  All checks on the arguments must already have passed.
+    result then comes back to the host.  *out* is None, a NumPy array or a
+    DeviceOperand.  All checks on the arguments must already have passed,
+    but for the operands' devices, checked here before anything is written.
     """
-    stream = as_stream(stream)
-    host_out = out is not None and isinstance(out, np.ndarray)
-    like = next((a for a in inputs if isinstance(a, DeviceOperand)), None)
+    host_out = isinstance(out, np.ndarray)
+    named = {name: a for name, a in zip(kernel.operands, inputs) if isinstance(a, DeviceOperand)}
+    target = None if out is None or host_out else out
+    if target is not None:
+        named["out"] = target
+    device = common_device(named)
+    handle, waits, torch_current = plan_streams(stream, named)
+    like = next(iter(named.values()), None)
     # device="cuda" with host operands only: copy in, and the result back out.
-    host_call = like is None and (out is None or host_out)
-    inputs = [_upload(a, stream) if isinstance(a, np.ndarray) else a for a in inputs]
+    host_call = like is None
 
-    n = int(np.prod(shape, dtype=np.int64))
-    if out is None or host_out:
-        target = DeviceOperand(cuda.device_array(shape, result, stream=stream))
-    else:
-        target = DeviceOperand(out)
-    direct = result == compute and target.c_contiguous()
-    if n:
-        out_flat = span_array(target) if direct else cuda.device_array(n, compute, stream=stream)
-        views = [_input_view(a, shape, compute, target, stream) for a in inputs]
-        # The scalars in the compute dtype: constants of another type would
-        # turn float32 arithmetic into float64.
-        launch(kernel.name, n, (*views, out_flat, tuple(compute.type(s) for s in scalars)), stream)
-        if not direct:
-            offset, strides = _layout(target, shape)
-            launch("scatter", n, (out_flat, span_array(target), offset, strides, shape), stream)
+    with on_device(device):
+        if torch_current:
+            import torch
 
-    if host_call:
-        host = target.obj.copy_to_host(stream=stream)
-        stream.synchronize()
-        if host_out:
-            np.copyto(out, host)
-            return out
-        return host[()] if host.ndim == 0 else host
-    return out if out is not None else _wrap(target.obj, like)
+            handle = torch.cuda.current_stream(device).cuda_stream or LEGACY_DEFAULT
+        launch_stream = numba_stream(handle, device)
+        wait_for(waits, launch_stream, device)
+        alloc = Allocator("numba" if host_call else like.kind, handle, launch_stream, device)
+        if host_call:
+            inputs = [
+                DeviceOperand(cuda.to_device(np.ascontiguousarray(a), stream=launch_stream)) if a.ndim else a
+                for a in inputs
+            ]
+        given = target  # fresh memory overlaps no input
+        if target is None:
+            target = DeviceOperand(alloc.empty(shape, result))
+        n = target.size
+        if n:
+            direct = target.c_contiguous()
+            flat = target if direct else DeviceOperand(alloc.empty(shape, result))
+            views = [_input_view(a, shape, n, result, compute, given, alloc) for a in inputs]
+            # The scalars in the compute dtype: constants of another type
+            # would turn float32 arithmetic into float64.
+            args = (*(address(v) for v in views), address(flat), n, tuple(compute.type(s) for s in scalars))
+            spec = (*(v.dtype for v in views), result, len(scalars))
+            launch(kernel.name, compute, spec, n, args, launch_stream, access_width(result, [*views, flat]))
+            if not direct:
+                offset, strides = _layout(target, shape)
+                args = (address(flat), address(target), offset, strides, shape, n)
+                launch("scatter", None, (result, result, len(shape)), n, args, launch_stream)
+
+        if host_call:
+            host = target.obj.copy_to_host(stream=launch_stream)
+            launch_stream.synchronize()
+            if host_out:
+                np.copyto(out, host)
+                return out
+            return host[()] if host.ndim == 0 else host
+    return target.obj

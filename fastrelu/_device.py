@@ -13,6 +13,8 @@ the result's shape, otherwise a contiguous copy made on the device
 (broadcast, strided, cast, or away from a partial overlap with ``out``).
 """
 
+import functools
+import math
 import sys
 
 import numpy as np
@@ -60,19 +62,43 @@ def is_dask_array(obj):
     return da is not None and type(obj) is not np.ndarray and isinstance(obj, da.Array)
 
 
+def _library(obj):
+    """The top-level module of *obj*'s type: "cupy", "torch", "numba", ..."""
+    return type(obj).__module__.partition(".")[0]
+
+
 def is_device_array(obj):
+    """Whether *obj* is an array in GPU memory."""
     if type(obj) is np.ndarray:
         return False
+    if _library(obj) == "torch":
+        # Without evaluating the interface, which PyTorch builds in Python.
+        return getattr(obj, "is_cuda", False) is True
     return hasattr(obj, "__cuda_array_interface__") or _simulated(obj)
 
 
 class DeviceOperand:
     """A device array as the front sees it: ``shape``, ``dtype``, ``ndim``,
-    byte ``strides``, the address of element 0, and the object itself."""
+    byte ``strides``, the address of element 0, the producer's ``stream``
+    (the handle the CUDA Array Interface names, or None), the library that
+    made it (``kind``: "cupy", "torch", "numba", ...) and the object itself.
+
+    A PyTorch tensor is read through its own attributes, which cost a
+    fraction of its Python-level ``__cuda_array_interface__`` (version 2,
+    without a stream: PyTorch's work is ordered by its current stream).
+    """
 
     def __init__(self, obj):
         self.obj = obj
-        if _simulated(obj):
+        self.stream = self._contiguous = self._span = None
+        self.kind = kind = _library(obj)
+        if kind == "torch" and not obj.requires_grad:
+            self.dtype = _torch_dtype(obj.dtype)
+            self.shape = tuple(obj.shape)
+            itemsize = obj.element_size()
+            self.strides = tuple(s * itemsize for s in obj.stride())
+            self.ptr, self.readonly = obj.data_ptr(), False
+        elif _simulated(obj):
             host = obj._ary  # the simulator keeps device memory in a NumPy array
             self.shape, self.dtype, self.strides = host.shape, host.dtype, host.strides
             self.ptr, self.readonly = host.ctypes.data, not host.flags.writeable
@@ -80,26 +106,87 @@ class DeviceOperand:
             cai = obj.__cuda_array_interface__
             self.shape, self.dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
             strides = cai.get("strides")
-            self.strides = tuple(strides) if strides is not None else _c_strides(self.shape, self.dtype)
+            if strides is None:  # C-contiguous, by the interface's definition
+                strides, self._contiguous = _c_strides(self.shape, self.dtype), True
+            self.strides = tuple(strides)
             self.ptr, self.readonly = cai["data"]
-        self.ndim, self.size = len(self.shape), int(np.prod(self.shape, dtype=np.int64))
+            if cai.get("version", 0) >= 3:
+                self.stream = cai.get("stream")
+        self.ndim, self.size = len(self.shape), math.prod(self.shape)
 
     @property
-    def kind(self):
-        """The library that made the array: "cupy", "torch" or "numba"."""
-        return type(self.obj).__module__.split(".")[0]
+    def device(self):
+        """The ordinal of the GPU that holds the array, or None where it
+        holds no memory or there is one GPU (or the simulator's)."""
+        obj, kind = self.obj, self.kind
+        if kind == "torch":
+            return obj.device.index
+        if kind == "cupy":
+            return obj.device.id
+        if self.ptr == 0 or _simulated(obj):
+            return None
+        if gpu_count() == 1:
+            return None
+        from numba.cuda.cudadrv import driver
+
+        binding = driver.binding
+        attribute = binding.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+        return int(driver.driver.cuPointerGetAttribute(attribute, binding.CUdeviceptr(self.ptr)))
 
     def c_contiguous(self):
-        return self.strides == _c_strides(self.shape, self.dtype) or self.size <= 1
+        if self._contiguous is None:
+            self._contiguous = self.size <= 1 or self.strides == _c_strides(self.shape, self.dtype)
+        return self._contiguous
 
     def span(self):
         """(lowest address, number of elements) of the memory the array spans."""
-        lo = hi = self.ptr
-        for n, s in zip(self.shape, self.strides):
-            if n == 0:
-                return self.ptr, 0
-            lo, hi = lo + min(0, s * (n - 1)), hi + max(0, s * (n - 1))
-        return lo, (hi - lo) // self.dtype.itemsize + 1
+        if self._span is None:
+            lo = hi = self.ptr
+            for n, s in zip(self.shape, self.strides):
+                if n == 0:
+                    self._span = (self.ptr, 0)
+                    return self._span
+                lo, hi = lo + min(0, s * (n - 1)), hi + max(0, s * (n - 1))
+            self._span = (lo, (hi - lo) // self.dtype.itemsize + 1)
+        return self._span
+
+
+@functools.cache
+def gpu_count():
+    """The number of GPUs Numba sees (the simulator's one included)."""
+    from numba import cuda
+
+    return len(cuda.gpus)
+
+
+_torch_dtypes = {}
+
+
+def _torch_dtype(dtype):
+    """The NumPy dtype of PyTorch dtype *dtype*, or *dtype* itself where
+    NumPy has none (bfloat16), which the front then refuses by name."""
+    np_dtype = _torch_dtypes.get(dtype)
+    if np_dtype is None:
+        import torch
+
+        try:
+            np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        except TypeError:
+            return dtype
+        _torch_dtypes[dtype] = np_dtype
+    return np_dtype
+
+
+def torch_dtype_of(dtype):
+    """The PyTorch dtype of NumPy dtype *dtype*."""
+    for torch_dtype, np_dtype in _torch_dtypes.items():
+        if np_dtype == dtype:
+            return torch_dtype
+    import torch
+
+    torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+    _torch_dtypes[torch_dtype] = dtype
+    return torch_dtype
 
 
 def _c_strides(shape, dtype):

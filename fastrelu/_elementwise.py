@@ -26,7 +26,7 @@ def as_array(name, value):
     cannot compute."""
     if type(value) is not np.ndarray and _device.is_device_array(value):
         arr = _device.DeviceOperand(value)
-        if not arr.dtype.isnative:
+        if isinstance(arr.dtype, np.dtype) and not arr.dtype.isnative:
             raise TypeError(f"{name} is a device array of non-native byte order {arr.dtype.str}")
     else:
         arr = value if type(value) is np.ndarray else np.asarray(value)
@@ -43,7 +43,7 @@ def as_array(name, value):
 
 def supported(dt):
     """Whether the kernels compute on dtype *dt* (float16/32/64, integers)."""
-    return dt in _SUPPORTED_FLOATS or dt.kind in "iu"
+    return dt in _SUPPORTED_FLOATS or (isinstance(dt, np.dtype) and dt.kind in "iu")
 
 
 def compute_dtype(result):
@@ -117,7 +117,9 @@ def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=Fa
 
 
 def check_out(out, shape, dtype):
-    """Raise unless *out* can receive a result of *shape* and *dtype*."""
+    """Raise unless *out* can receive a result of *shape* and *dtype*; return
+    it as the kernels take it (a device array as its
+    :class:`~fastrelu._device.DeviceOperand`)."""
     if _device.is_device_array(out):
         out = _device.DeviceOperand(out)
         readonly = out.readonly
@@ -131,6 +133,7 @@ def check_out(out, shape, dtype):
         raise TypeError(f"out has dtype {out.dtype}, but the result has dtype {dtype}")
     if readonly:
         raise ValueError("out is read-only")
+    return out
 
 
 def _order(a):
@@ -182,7 +185,7 @@ def call(kernel, objects, out, device, stream, params):
     shape = broadcast_shape(kernel.operands, arrays)
     result, compute, scalars = kernel.types(arrays, objects, **params)
     if out is not None:
-        check_out(out, shape, result)
+        out = check_out(out, shape, result)
     return run(kernel, arrays, out, shape, result, scalars, compute, place, stream)
 
 
@@ -191,8 +194,9 @@ def run(kernel, inputs, out, shape, result, scalars, compute, place="cpu", strea
 
     The kernel computes in *compute*, on the CPU or, for *place* "cuda", on
     the GPU (on *stream*), with *scalars* (Python floats exact in
-    *compute*).  All checks on the arguments must already have passed: from
-    here on the only errors are those of memory allocation.
+    *compute*).  *out* is as :func:`check_out` returns it.  All checks on
+    the arguments must already have passed: from here on the only errors
+    are those of memory allocation.
     """
     if place == "cuda":
         from . import _cuda

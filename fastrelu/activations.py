@@ -13,10 +13,16 @@ _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
         with ``__cuda_array_interface__``: Numba device arrays, CuPy arrays,
         PyTorch CUDA tensors) run on the GPU and give a GPU array of the same
         kind; host arrays run on the CPU.  ``"cuda"`` with host arrays copies
-        them to the GPU, computes there and returns a NumPy array.
+        them to the GPU, computes there and returns a NumPy array.  A GPU
+        call runs on the GPU that holds its arrays; a CuPy or PyTorch call
+        allocates its result (and any temporary) through that library.
     stream : optional
-        The CUDA stream for a GPU call (a Numba, CuPy or PyTorch stream);
-        the default stream if not given.  Ignored on the CPU."""
+        The CUDA stream for a GPU call (a Numba, CuPy or PyTorch stream, or
+        any object with ``__cuda_stream__``).  If not given: the stream the
+        arrays' ``__cuda_array_interface__`` names, PyTorch's current stream
+        for tensors, else the legacy default stream.  Work queued on other
+        streams the arrays name is waited for on the GPU.  Ignored on the
+        CPU."""
 
 
 def _public(func):
@@ -55,7 +61,8 @@ def relu(x, out=None, *, device=None, stream=None):
         For bool, complex, object, string and other non-numeric dtypes, an
         ``out`` of the wrong dtype, or host and GPU arrays in one call.
     ValueError
-        For an ``out`` of the wrong shape or a read-only ``out``.
+        For an ``out`` of the wrong shape or a read-only ``out``, or GPU
+        arrays on two devices.
 
     Examples
     --------
@@ -98,8 +105,8 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
         For ``device="cuda"`` where no CUDA GPU can be used.
     ValueError
         If ``at_zero`` is not a number in ``[0, 1]`` (for an integer result,
-        not 0 or 1), if ``x`` and ``grad`` do not broadcast, or for an ``out``
-        of the wrong shape or a read-only one.
+        not 0 or 1), if ``x`` and ``grad`` do not broadcast, for an ``out``
+        of the wrong shape or a read-only one, or GPU arrays on two devices.
     TypeError
         For unsupported dtypes, an ``out`` of the wrong dtype, or host and
         GPU arrays in one call.
@@ -164,7 +171,8 @@ def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None)
         For ``device="cuda"`` where no CUDA GPU can be used.
     ValueError
         If ``beta`` is not finite and > 0, if ``threshold`` is NaN or not a
-        number, or for an ``out`` of the wrong shape or a read-only one.
+        number, for an ``out`` of the wrong shape or a read-only one, or GPU
+        arrays on two devices.
     TypeError
         For unsupported dtypes, an ``out`` of the wrong dtype, or host and
         GPU arrays in one call.

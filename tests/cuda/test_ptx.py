@@ -4,6 +4,7 @@ for sm_80 and sm_90, stays in registers and indexes with 64 bits."""
 import re
 from unittest import mock
 
+import numpy as np
 import pytest
 from numba import config, cuda
 
@@ -23,37 +24,61 @@ class _Device:
         self.compute_capability = cc
 
 
-@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(KERNELS))
-def test_kernel_compiles_to_clean_ptx(name, dtype, cc):
-    kernel = KERNELS[name]
-    arrays = [f"{dtype}[::1]"] * (len(kernel.operands) + 1)
-    scalars = f"UniTuple({dtype}, {len(kernel.scalars)})" if kernel.scalars else "Tuple(())"
-    sig = "(" + ", ".join([*arrays, scalars]) + ")"
+def compile_ptx(func, signature, cc):
     import numba.cuda.dispatcher as dispatcher
 
     with mock.patch.object(dispatcher, "get_current_device", lambda: _Device(cc)):
-        ptx, _ = cuda.compile_ptx(_cuda.grid_kernel(kernel), sig, cc=cc)
+        ptx, _ = cuda.compile_ptx(func, signature, cc=cc)
+    return ptx
+
+
+# The 16-byte load and store each dtype's vector kernel must use.
+VECTOR_ACCESS = {"float16": "v4.u32", "float32": "v4.f32", "float64": "v2.f64"}
+
+
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("vector", [False, True], ids=["scalar", "vector"])
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_kernel_compiles_to_clean_ptx(name, vector, dtype, cc):
+    """The kernel exactly as the GPU path launches it: raw pointers to the
+    result's dtype, the element count, the scalars in the compute dtype;
+    element by element, or 16 bytes at a time."""
+    kernel = KERNELS[name]
+    result = np.dtype(dtype)
+    compute = np.dtype(np.float32) if result == np.float16 else result
+    spec = (*[result] * (len(kernel.operands) + 1), len(kernel.scalars))
+    width = 16 // result.itemsize if vector else 1
+    ptx = compile_ptx(_cuda.grid_kernel(kernel, width), _cuda.signature(name, compute, spec), cc)
     assert f".target sm_{cc[0]}{cc[1]}" in ptx
     assert ".local" not in ptx, "registers spilled to local memory"
-    assert "mul.wide.s32" in ptx or "mul.lo.s64" in ptx, "no 64-bit index arithmetic"
-    if dtype == "float32":
+    assert "call" not in ptx.split(".entry")[1], "a function called out of line"
+    assert "mul.wide.s32" in ptx or "mul.lo.s64" in ptx or "shl.b64" in ptx, "no 64-bit index arithmetic"
+    if dtype != "float64":
         # float32 maths must stay float32: no double-precision instruction.
         assert not re.search(r"\.f64\b", ptx), "float64 arithmetic in a float32 kernel"
+    access = VECTOR_ACCESS[dtype]
+    loads = re.findall(r"ld\.global\.(\S+)", ptx)
+    stores = re.findall(r"st\.global\.(\S+)", ptx)
+    if vector:
+        # Every operand is read, and the result written, 16 bytes at a time
+        # in the main loop; single elements only in the tail.
+        assert loads.count(access) >= 2 * len(kernel.operands), loads
+        assert stores.count(access) >= 2, stores
+        assert len(loads) - loads.count(access) == len(kernel.operands), loads
+        assert len(stores) - stores.count(access) == 1, stores
+    else:
+        assert not any(a.startswith("v") for a in loads + stores), (loads, stores)
 
 
 @pytest.mark.parametrize(
-    "name, sig",
+    "name, spec",
     [
-        ("gather", "(float16[::1], int64, UniTuple(int64, 3), UniTuple(int64, 3), float32[::1])"),
-        ("scatter", "(float32[::1], float16[::1], int64, UniTuple(int64, 3), UniTuple(int64, 3))"),
-        ("fill", "(float64[::1], float64)"),
+        ("gather", (np.dtype(np.float16), np.dtype(np.float32), 3)),
+        ("scatter", (np.dtype(np.float32), np.dtype(np.float16), 3)),
+        ("fill", (np.dtype(np.float64),)),
     ],
 )
-def test_layout_kernels_compile(name, sig):
-    import numba.cuda.dispatcher as dispatcher
-
-    with mock.patch.object(dispatcher, "get_current_device", lambda: _Device((9, 0))):
-        ptx, _ = cuda.compile_ptx(_cuda._HELPERS[name], sig, cc=(9, 0))
+def test_layout_kernels_compile(name, spec):
+    ptx = compile_ptx(_cuda._HELPERS[name], _cuda.signature(name, None, spec), (9, 0))
     assert ".local" not in ptx
