@@ -64,33 +64,39 @@ def _of_suite(benchmarks, suite):
     return [b for b in benchmarks if b.get("extra_info", {}).get("suite") == suite]
 
 
-def group_rows(benchmarks):
+def group_rows(benchmarks, suite="kernels", comparisons=COMPARISONS):
     """One row per operation, dtype and size, in the tables' order.
 
     Parameters
     ----------
     benchmarks : list of dict
         The ``benchmarks`` of a pytest-benchmark JSON.
+    suite : str, default "kernels"
+        The part of the suite whose groups to read (``extra_info["suite"]``).
+    comparisons : dict, default :data:`COMPARISONS`
+        The comparisons to make, in the form of :data:`COMPARISONS`.
 
     Returns
     -------
     list of dict
-        Keys ``op``, ``dtype``, ``size``; ``times``: implementation key ->
+        Keys ``op``, ``dtype``, ``size``, ``bytes`` (that the operation
+        must move); ``times``: implementation key ->
         ``(q1, median, q3)`` seconds per call; ``peers``: comparison name
-        (of :data:`COMPARISONS`) -> the key of the implementation it uses;
+        (of *comparisons*) -> the key of the implementation it uses;
         ``ratio``: comparison name -> the other's median time over
         fastrelu's; ``spread``: the largest half interquartile range, over
         the median, of the implementations compared.
     """
     rows = []
-    for bench in _of_suite(benchmarks, "kernels"):
+    for bench in _of_suite(benchmarks, suite):
         info = bench["extra_info"]
         impls = info["implementations"]
         times = {key: quartiles(impl["samples"]) for key, impl in impls.items()}
         row = {"op": info["op"], "dtype": info["dtype"], "size": info["size"], "times": times}
+        row["bytes"] = info.get("bytes")
         row["peers"], row["ratio"] = {}, {}
         compared = set()
-        for name, (ours, (library, out)) in COMPARISONS.items():
+        for name, (ours, (library, out)) in comparisons.items():
             found = [
                 key for key, impl in impls.items() if impl["library"] == library and impl["allocates"] != out
             ]
@@ -131,6 +137,29 @@ def _microseconds(row, key):
     return f"{_fmt(median)} ({_fmt(q1)}–{_fmt(q3)})"
 
 
+def size_table(rows, columns):
+    """A markdown table with a row per size: the size, *columns*, and ``±``
+    (the row's ``spread``).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows from :func:`group_rows`, one per size.
+    columns : list of (str, callable)
+        Heading and ``cell(row)`` -> text of each column after the size.
+
+    Returns
+    -------
+    str
+    """
+    header = ["size", *(heading for heading, _ in columns), "±"]
+    cells = [
+        [_size_label(row["size"]), *(cell(row) for _, cell in columns), f"{row['spread']:.0%}"]
+        for row in rows
+    ]
+    return _table(header, cells)
+
+
 def operation_table(rows):
     """The markdown table of one operation and dtype, a row per size.
 
@@ -143,33 +172,21 @@ def operation_table(rows):
     -------
     str
     """
-    header = [
-        "size",
-        "`out=` µs",
-        "× PyTorch",
-        "× NumPy",
-        "× copy",
-        "allocating µs",
-        "× PyTorch",
-        "× NumPy",
-        "±",
+    columns = [
+        ("`out=` µs", lambda row: _microseconds(row, "fastrelu_out")),
+        ratio_column("× PyTorch", "torch_out"),
+        ratio_column("× NumPy", "numpy_out"),
+        ratio_column("× copy", "copy_out"),
+        ("allocating µs", lambda row: _microseconds(row, "fastrelu")),
+        ratio_column("× PyTorch", "torch"),
+        ratio_column("× NumPy", "numpy"),
     ]
-    cells = []
-    for row in rows:
-        cells.append(
-            [
-                _size_label(row["size"]),
-                _microseconds(row, "fastrelu_out"),
-                _ratio_cell(row, "torch_out"),
-                _ratio_cell(row, "numpy_out"),
-                _ratio_cell(row, "copy_out"),
-                _microseconds(row, "fastrelu"),
-                _ratio_cell(row, "torch"),
-                _ratio_cell(row, "numpy"),
-                f"{row['spread']:.0%}",
-            ]
-        )
-    return _table(header, cells)
+    return size_table(rows, columns)
+
+
+def ratio_column(heading, name):
+    """A column of :func:`size_table`: the ratio of comparison *name*, bold below 1 (but the copy's)."""
+    return heading, lambda row: _ratio_cell(row, name)
 
 
 # The columns of the overview: comparison name -> heading.
@@ -464,7 +481,7 @@ PLOT_LINES = {
 }
 
 
-def plot_ratios(rows, path):
+def plot_ratios(rows, path, lines=PLOT_LINES, dtypes=DTYPES):
     """Plot fastrelu's ratios against size, a panel per operation and dtype, into a PNG.
 
     Parameters
@@ -473,6 +490,10 @@ def plot_ratios(rows, path):
         From :func:`group_rows`.
     path : Path
         The PNG to write; its folder is made if missing.
+    lines : dict, default :data:`PLOT_LINES`
+        Comparison name -> (label, colour) of each line.
+    dtypes : sequence of str, default :data:`DTYPES`
+        The dtypes to plot, a row of panels each, in this order.
 
     Returns
     -------
@@ -489,7 +510,7 @@ def plot_ratios(rows, path):
 
     ops = [op for op in OPERATIONS if any(r["op"] == op for r in rows)]
     ops += sorted({r["op"] for r in rows} - set(ops))
-    dtypes = [d for d in DTYPES if any(r["dtype"] == d for r in rows)]
+    dtypes = [d for d in dtypes if any(r["dtype"] == d for r in rows)]
     fig, axes = plt.subplots(
         len(dtypes), len(ops), figsize=(4 * len(ops), 3.6 * len(dtypes)), squeeze=False, layout="constrained"
     )
@@ -497,7 +518,7 @@ def plot_ratios(rows, path):
         for j, op in enumerate(ops):
             ax = axes[i][j]
             mine = [r for r in rows if r["op"] == op and r["dtype"] == dtype]
-            for name, (label, colour) in PLOT_LINES.items():
+            for name, (label, colour) in lines.items():
                 points = [(r["size"], r["ratio"][name]) for r in mine if name in r["ratio"]]
                 if points:
                     xs, ys = zip(*points)
@@ -512,7 +533,7 @@ def plot_ratios(rows, path):
                 ax.set_ylabel("speed-up of fastrelu")
             ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(PLOT_LINES), frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(lines), frameon=False)
     fig.suptitle("fastrelu's speed over each peer's (above the red line: fastrelu is faster)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

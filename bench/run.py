@@ -10,7 +10,9 @@ other than ``--json``, ``--output`` and ``--repeat`` go to pytest after the defa
 so that they override them (``--benchmark-max-time=2``, ``-k softplus``).
 ``FASTRELU_BENCH_SIZES=12,16`` restricts the sizes to 2**12 and 2**16
 elements.  ``bench/test_switchover.py``, the slow serial-against-threaded
-sweep, is left out; it runs on its own (see its docstring).
+sweep, is left out; it runs on its own (see its docstring).  So is
+``bench/test_gpu.py``, the GPU group: ``bash bench/gpu_check.sh OUTDIR`` runs
+it on a machine with a GPU, with the GPU tests and CPU thread scaling.
 """
 
 import argparse

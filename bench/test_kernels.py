@@ -46,11 +46,12 @@ DTYPES = ("float32", "float64")
 DEFAULT_EXPONENTS = tuple(range(4, 27, 2))
 
 
-def exponents_from_environment():
-    """The sizes to run, as exponents of 2, from ``FASTRELU_BENCH_SIZES`` ("12,16")."""
+def exponents_from_environment(default=DEFAULT_EXPONENTS):
+    """The sizes to run, as exponents of 2, from ``FASTRELU_BENCH_SIZES``
+    ("12,16"), or *default* where it is unset."""
     text = os.environ.get("FASTRELU_BENCH_SIZES", "").strip()
     if not text:
-        return list(DEFAULT_EXPONENTS)
+        return list(default)
     try:
         exponents = [int(part) for part in text.split(",")]
     except ValueError:
@@ -212,16 +213,36 @@ def test_kernels(benchmark, request, arrays, torch_threads, op, dtype, size):
         size=size,
         bytes=nbytes,
         threads=fastrelu.get_num_threads(),
-        implementations={
-            key: {
-                "label": impl.label,
-                "library": impl.library,
-                "allocates": impl.allocates,
-                "samples": timings[key].samples,
-                "calls_per_sample": timings[key].number,
-                "warmup_calls": timings[key].warmup_calls,
-                "settled": timings[key].settled,
-            }
-            for key, impl in found.items()
-        },
+        implementations=implementation_info(found, timings),
     )
+
+
+def implementation_info(found, timings):
+    """``extra_info["implementations"]`` of a group, which ``bench/render.py`` reads.
+
+    Parameters
+    ----------
+    found : dict
+        Key -> :class:`Impl` timed.
+    timings : dict
+        Key -> :class:`fastrelu._throughput.Timing`.
+
+    Returns
+    -------
+    dict
+        Key -> label, library, whether it allocates, the samples (seconds
+        per call), calls per sample, warm-up calls and whether the warm-up
+        settled.
+    """
+    return {
+        key: {
+            "label": impl.label,
+            "library": impl.library,
+            "allocates": impl.allocates,
+            "samples": timings[key].samples,
+            "calls_per_sample": timings[key].number,
+            "warmup_calls": timings[key].warmup_calls,
+            "settled": timings[key].settled,
+        }
+        for key, impl in found.items()
+    }

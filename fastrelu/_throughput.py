@@ -7,6 +7,11 @@ passes read ``x`` and write ``y``; the backward passes read ``x`` and
 ``grad`` and write the result.  A copy of the same number of bytes, on
 fastrelu's threads (on the GPU, device to device), is the machine's
 ceiling.  On the GPU the peers are CuPy and PyTorch, where installed.
+
+The interleaved timing (:func:`interleave`) also serves the benchmark suite
+in ``bench/``: there a GPU sample is timed by CUDA events
+(:func:`cuda_event_timer`), and ``bench/gpu_check.sh`` times the CPU kernels
+on several numbers of threads through :func:`measure`.
 """
 
 import functools
@@ -85,22 +90,47 @@ def torch_operations():
     }
 
 
+# CuPy's kernels below compute float16 in float32, as fastrelu and PyTorch
+# do; C is that type.  A C-style cast is needed to and from CuPy's float16.
+_CUPY_PREAMBLE = """
+template <typename U, int N = sizeof(U)> struct fastrelu_compute { typedef U type; };
+template <typename U> struct fastrelu_compute<U, 2> { typedef float type; };
+"""
+_CUPY_KERNELS = {  # name -> (formula as shown, inputs, body)
+    "relu_backward": ("x > 0 ? g : 0", "T x, T g", "y = (C)x > (C)0 ? g : (T)(C)0"),
+    "softplus": (
+        "max(x, 0) + log1p(exp(-|x|))",
+        "T x",
+        "C v = (C)x; y = (T)((v > (C)0 ? v : (C)0) + log1p(exp(-fabs(v))))",
+    ),
+    "softplus_backward": ("g / (1 + exp(-x))", "T x, T g", "C v = (C)x; y = (T)((C)g / ((C)1 + exp(-v)))"),
+}
+
+
 def cupy_operations():
     """CuPy's elementwise equivalents, as :data:`NUMPY_OPERATIONS`, or
-    ``None`` without CuPy."""
+    ``None`` without CuPy: ``cp.maximum`` for relu, and for the others one
+    ``cp.ElementwiseKernel`` each (one pass over memory, as fastrelu makes),
+    softplus in the stable form ``max(x, 0) + log1p(exp(-|x|))``."""
     try:
         import cupy as cp
     except Exception:  # CuPy without a usable CUDA raises more than ImportError
         return None
-    return {
-        "relu": ("cp.maximum(x, 0, out=o)", lambda x, g, o: cp.maximum(x, 0, out=o)),
-        "relu_backward": ("cp.multiply(g, x > 0, out=o)", lambda x, g, o: cp.multiply(g, x > 0, out=o)),
-        "softplus": ("cp.logaddexp(0, x, out=o)", lambda x, g, o: cp.logaddexp(0, x, out=o)),
-        "softplus_backward": (
-            "cp.divide(g, 1 + cp.exp(-x), out=o)",
-            lambda x, g, o: cp.divide(g, 1 + cp.exp(-x), out=o),
-        ),
-    }
+    operations = {"relu": ("cp.maximum(x, 0, out=o)", lambda x, g, o: cp.maximum(x, 0, out=o))}
+    for name, (formula, inputs, body) in _CUPY_KERNELS.items():
+        kernel = cp.ElementwiseKernel(
+            inputs,
+            "T y",
+            f"typedef fastrelu_compute<T>::type C; {body}",
+            f"fastrelu_bench_{name}",
+            preamble=_CUPY_PREAMBLE,
+        )
+        unary = len(KERNELS[name].operands) == 1
+        operations[name] = (
+            f"cp.ElementwiseKernel({formula}, out=o)",
+            (lambda x, g, o, k=kernel: k(x, o)) if unary else (lambda x, g, o, k=kernel: k(x, g, o)),
+        )
+    return operations
 
 
 def cpu_model():
@@ -160,22 +190,70 @@ WARMUP_BUDGET = 3.0  # seconds; a warm-up that never settles ends here
 SETTLE_SECONDS = 0.01
 
 
+def wall_clock_timer(sync=None):
+    """The default timer of :func:`interleave`: wall-clock time of the calls,
+    then *sync* (which waits for a GPU), divided by their number.
+
+    Returns
+    -------
+    callable
+        ``timer(call, number)`` -> seconds per call.
+    """
+    sync = sync or (lambda: None)
+
+    def timer(call, number):
+        start = time.perf_counter()
+        for _ in range(number):
+            call()
+        sync()
+        return (time.perf_counter() - start) / number
+
+    return timer
+
+
+def cuda_event_timer(stream=0):
+    """A timer for :func:`interleave` that measures the GPU's time: a CUDA
+    event is recorded on *stream* before and after the calls.
+
+    Parameters
+    ----------
+    stream : numba stream or 0, default 0
+        Where the calls queue their work; 0 is the legacy default stream,
+        the one PyTorch, CuPy and Numba use unless told otherwise.
+
+    Returns
+    -------
+    callable
+        ``timer(call, number)`` -> seconds per call.  While the calls are
+        quicker to run than to queue, the time is that of queuing them.
+    """
+    from numba import cuda
+
+    start, end = cuda.event(timing=True), cuda.event(timing=True)
+
+    def timer(call, number):
+        start.record(stream)
+        for _ in range(number):
+            call()
+        end.record(stream)
+        end.synchronize()
+        return cuda.event_elapsed_time(start, end) / 1e3 / number
+
+    return timer
+
+
 class Timing:
     """The per-call times of one implementation: ``samples`` (seconds per
     call, one per round), ``number`` (calls per sample) and ``warmup_calls``."""
 
-    def __init__(self, call, sync):
+    def __init__(self, call, sync, timer=None):
         self.call, self.sync = call, sync
+        self.timer = timer or wall_clock_timer(sync)
         self.samples, self.number, self.warmup_calls = [], 1, 0
         self.settled = False
 
     def _sample(self):
-        call, number = self.call, self.number
-        start = time.perf_counter()
-        for _ in range(number):
-            call()
-        self.sync()
-        return (time.perf_counter() - start) / number
+        return self.timer(self.call, self.number)
 
     def warm_up(self):
         """Call until the time per call settles; choose the calls per sample."""
@@ -204,13 +282,13 @@ class Timing:
         self.samples.append(self._sample())
 
 
-def _settle():
-    end = time.perf_counter() + SETTLE_SECONDS
+def _settle(seconds):
+    end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
 
 
-def interleave(calls, rounds, sync=None, progress=None):
+def interleave(calls, rounds, sync=None, progress=None, timer=None, settle=None):
     """Time *calls* in interleaved rounds after warming each up.
 
     Parameters
@@ -220,11 +298,19 @@ def interleave(calls, rounds, sync=None, progress=None):
     rounds : int
         Samples per implementation, one per round; each round takes them in
         another order (rotated), so that none always goes first, and waits
-        ``SETTLE_SECONDS`` after each sample.
+        *settle* seconds after each sample.
     sync : callable, optional
-        Called after each sample's calls, to wait for a GPU.
+        Called after an implementation's first call, and by the default
+        timer after each sample's calls, to wait for a GPU.
     progress : callable, optional
         Called once per implementation warmed up and per round.
+    timer : callable, optional
+        ``timer(call, number)`` -> seconds per call of a sample of *number*
+        calls; by default :func:`wall_clock_timer` of *sync*, and
+        :func:`cuda_event_timer` for the GPU's own time.
+    settle : float, optional
+        Seconds of busy waiting after each sample (default
+        ``SETTLE_SECONDS``), for CPU thread pools to go to sleep.
 
     Returns
     -------
@@ -232,21 +318,22 @@ def interleave(calls, rounds, sync=None, progress=None):
         Name -> :class:`Timing`.
     """
     sync = sync or (lambda: None)
-    timings = {name: Timing(call, sync) for name, call in calls.items()}
+    settle = SETTLE_SECONDS if settle is None else settle
+    timings = {name: Timing(call, sync, timer) for name, call in calls.items()}
     names = list(timings)
     collect = gc.isenabled()
     gc.disable()
     try:
         for name in names:
             timings[name].warm_up()
-            _settle()
+            _settle(settle)
             if progress:
                 progress()
         for r in range(rounds):
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 timings[name].record()
-                _settle()
+                _settle(settle)
             if progress:
                 progress()
     finally:
@@ -270,7 +357,7 @@ def _host_arrays(size, dtype, seed):
     return x, g
 
 
-def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
+def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None, compare=True, threads=None):
     """Time the four operations and their peers on *size* elements.
 
     Parameters
@@ -290,22 +377,31 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
     progress : tqdm.tqdm, optional
         A progress bar: its total is set here, and it advances as each
         implementation is timed.
+    compare : bool, default True
+        Time the peers too; if False, only fastrelu and the copy.
+    threads : sequence of int, optional
+        On the CPU, time every operation once per number of threads in
+        turn (:func:`fastrelu.set_num_threads`, PyTorch set to the same),
+        on the same arrays; the setting in force before is restored after.
+        By default, only the setting in force.
 
     Returns
     -------
     peers : list of str
         The peers timed next to fastrelu (NumPy, PyTorch, CuPy).
     rows : list of dict
-        Per operation: ``op``, GB/s of ``fastrelu``, of each peer under
-        ``peers`` (a dict), and of ``copy``, a copy of as many bytes, each
-        from the median time of a call; ``spread``, half the interquartile
-        range of fastrelu's times over their median.
+        Per operation (and number of threads): ``op``, ``threads``, GB/s of
+        ``fastrelu``, of each peer under ``peers`` (a dict), and of
+        ``copy``, a copy of as many bytes, each from the median time of a
+        call; ``spread``, half the interquartile range of fastrelu's times
+        over their median.
     """
     dtype = np.dtype(dtype)
     x, g = _host_arrays(size, dtype, seed)
     # The copy reads written memory: an untouched source reads the kernel's
     # shared zero page and would overstate the machine's bandwidth.
     copy_src = np.concatenate([x, g])
+    peer_threads = None  # sets the peers' threads (PyTorch's, on the CPU)
     if device == "cuda":
         from numba import cuda
 
@@ -313,7 +409,7 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         xs, gs, os_ = cuda.to_device(x), cuda.to_device(g), cuda.device_array_like(x)
         copy_src, copy_dst = cuda.to_device(copy_src), cuda.device_array_like(copy_src)
         peers = {}
-        torch_ops, cupy_ops = torch_operations(), cupy_operations()
+        torch_ops, cupy_ops = (torch_operations(), cupy_operations()) if compare else (None, None)
         if torch_ops is not None:
             import torch
 
@@ -330,14 +426,12 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         sync = None
         xs, gs, os_ = x, g, np.empty_like(x)
         copy_dst = np.empty_like(copy_src)
-        peers = {"NumPy": (NUMPY_OPERATIONS, [x, g, np.empty_like(x)])}
-        torch_ops = torch_operations()
+        peers = {"NumPy": (NUMPY_OPERATIONS, [x, g, np.empty_like(x)])} if compare else {}
+        torch_ops = torch_operations() if compare else None
         if torch_ops is not None:
             import torch
 
-            from .config import get_num_threads
-
-            torch.set_num_threads(get_num_threads())
+            peer_threads = torch.set_num_threads
             peers["PyTorch"] = (torch_ops, [torch.from_numpy(a) for a in (x, g, np.empty_like(x))])
 
         def copy(n):
@@ -347,9 +441,28 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         if progress is not None:
             progress.update(1)
 
+    thread_counts = list(threads) if threads and device == "cpu" else [None]
     if progress is not None:
-        progress.total = len(KERNELS) * (2 + len(peers) + repeat)
+        progress.total = len(thread_counts) * len(KERNELS) * (2 + len(peers) + repeat)
         progress.refresh()
+    rows = []
+    in_force = config.get_num_threads()
+    try:
+        for n in thread_counts:
+            if n is not None:
+                config.set_num_threads(n)
+            if peer_threads is not None:
+                peer_threads(config.get_num_threads())
+            rows += _time_operations(size, dtype, repeat, (xs, gs, os_), copy, peers, sync, step)
+    finally:
+        if thread_counts != [None]:
+            config.set_num_threads(in_force)
+    return list(peers), rows
+
+
+def _time_operations(size, dtype, repeat, arrays, copy, peers, sync, step):
+    """:func:`measure`'s rows for the thread setting in force."""
+    xs, gs, os_ = arrays
     rows = []
     for name, kernel in KERNELS.items():
         ours = fastrelu_operation(name)
@@ -365,13 +478,14 @@ def measure(size, dtype, repeat=10, seed=0, device="cpu", progress=None):
         q1, median, q3 = quartiles(timings["fastrelu"].samples)
         row = {
             "op": name,
+            "threads": config.get_num_threads(),
             "fastrelu": gbps["fastrelu"],
             "copy": gbps["copy"],
             "spread": (q3 - q1) / 2 / median,
         }
         row["peers"] = {peer: gbps.get(peer) for peer in peers}
         rows.append(row)
-    return list(peers), rows
+    return rows
 
 
 def _digits(value):

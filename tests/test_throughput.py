@@ -61,3 +61,35 @@ def test_a_warm_up_that_never_settles_ends(monkeypatch):
 def test_quartiles():
     assert _throughput.quartiles([3.0]) == (3.0, 3.0, 3.0)
     assert _throughput.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+
+
+def test_a_timer_times_each_sample():
+    asked = []
+
+    def timer(call, number):  # seconds per call: 1 µs per call of the sample, as if measured
+        for _ in range(number):
+            call()
+        asked.append(number)
+        return 1e-6 * len(asked)
+
+    (timing,) = _throughput.interleave({"f": lambda: None}, rounds=3, timer=timer, settle=0.0).values()
+    # The warm-up's samples come first; the rounds' samples are the timer's last three answers.
+    assert timing.samples == [1e-6 * n for n in range(len(asked) - 2, len(asked) + 1)]
+    assert asked[-3:] == [timing.number] * 3
+
+
+def test_wall_clock_timer_waits_for_sync():
+    synced = []
+    timer = _throughput.wall_clock_timer(lambda: synced.append(True) or busy(1e-3))
+    per_call = timer(lambda: None, 10)
+    assert synced == [True] and per_call >= 1e-4
+
+
+def test_measure_on_several_numbers_of_threads_restores_the_setting():
+    import fastrelu
+
+    before = fastrelu.get_num_threads()
+    peers, rows = _throughput.measure(1 << 10, "float32", repeat=1, compare=False, threads=[1, 2])
+    assert peers == [] and fastrelu.get_num_threads() == before
+    assert [(r["threads"], r["op"]) for r in rows] == [(n, op) for n in (1, 2) for op in _throughput.KERNELS]
+    assert all(r["fastrelu"] > 0 and r["copy"] > 0 and r["peers"] == {} for r in rows)
