@@ -34,9 +34,9 @@ from numba import config, cuda, types
 from numba.extending import register_jitable
 from numba.np.numpy_support import from_dtype
 
+from . import _device, _vectors
 from . import _formulas as f
-from . import _vectors
-from ._device import DeviceOperand, gpu_count
+from ._device import DeviceOperand
 from ._table import KERNELS
 
 # Threads per block, and the most blocks a launch asks for: a grid-stride
@@ -202,7 +202,7 @@ def launch(name, compute, spec, n, args, stream, width=1):
     if compiled is None:
         compiled = _compiled[key] = dispatcher(name, width).compile(signature(name, compute, spec))
     blocks = max(1, min(MAX_BLOCKS, -(-threads // THREADS)))
-    compiled.launch(args, (blocks,), (THREADS,), stream)
+    compiled.launch(args, (blocks,), (THREADS,), _launch_streams[stream])
 
 
 def signature(name, compute, spec):
@@ -300,7 +300,10 @@ def plan_streams(stream, named):
 
 def common_device(named):
     """The ordinal of the GPU all operands in *named* (name -> DeviceOperand)
-    are on, or None where none says; a ``ValueError`` names two on different GPUs."""
+    are on, or None where none says or there is one GPU; a ``ValueError``
+    names two on different GPUs."""
+    if _device.gpu_count() == 1:
+        return None
     device, first = None, None
     for name, op in named.items():
         d = op.device
@@ -318,12 +321,21 @@ def common_device(named):
 
 def on_device(device):
     """A context in which Numba launches on GPU *device* (None: the current one)."""
-    if device is None or gpu_count() == 1 or cuda.get_current_device().id == device:
+    if (
+        device is None
+        or config.ENABLE_CUDASIM
+        or _device.gpu_count() == 1
+        or cuda.get_current_device().id == device
+    ):
         return contextlib.nullcontext()
     return cuda.gpus[device]
 
 
 _streams = {}  # (device, handle) -> a Numba stream over the handle
+# Numba stream -> what a compiled kernel's launch takes: numba-cuda's
+# dispatcher turns its streams into cuda.core streams first (0.30 on), and so
+# does fastrelu, which launches compiled kernels without the dispatcher.
+_launch_streams = {}
 _events = {}  # device -> an event for cross-stream waits
 
 
@@ -336,7 +348,18 @@ def numba_stream(handle, device):
     if stream is None:
         if len(_streams) > 256:  # handles of streams long gone
             _streams.clear()
-        stream = _streams[key] = cuda.external_stream(handle)
+            _launch_streams.clear()
+        if handle == LEGACY_DEFAULT:
+            stream = cuda.legacy_default_stream()
+        elif handle == PER_THREAD_DEFAULT:
+            stream = cuda.per_thread_default_stream()
+        else:
+            stream = cuda.external_stream(handle)
+        from numba.cuda.cudadrv import driver
+
+        to_core = getattr(driver, "_to_core_stream", None)
+        _launch_streams[stream] = to_core(stream) if to_core is not None else stream
+        _streams[key] = stream
     return stream
 
 

@@ -90,29 +90,39 @@ class DeviceOperand:
 
     def __init__(self, obj):
         self.obj = obj
-        self.stream = self._contiguous = self._span = None
+        self.stream = self._contiguous = self._span = self._strides = None
         self.kind = kind = _library(obj)
         if kind == "torch" and not obj.requires_grad:
             self.dtype = _torch_dtype(obj.dtype)
             self.shape = tuple(obj.shape)
             itemsize = obj.element_size()
-            self.strides = tuple(s * itemsize for s in obj.stride())
+            self._strides = tuple(s * itemsize for s in obj.stride())
             self.ptr, self.readonly = obj.data_ptr(), False
         elif _simulated(obj):
             host = obj._ary  # the simulator keeps device memory in a NumPy array
-            self.shape, self.dtype, self.strides = host.shape, host.dtype, host.strides
+            self.shape, self.dtype, self._strides = host.shape, host.dtype, host.strides
             self.ptr, self.readonly = host.ctypes.data, not host.flags.writeable
         else:
             cai = obj.__cuda_array_interface__
-            self.shape, self.dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+            self.shape, self.dtype = tuple(cai["shape"]), _dtype(cai["typestr"])
             strides = cai.get("strides")
             if strides is None:  # C-contiguous, by the interface's definition
-                strides, self._contiguous = _c_strides(self.shape, self.dtype), True
-            self.strides = tuple(strides)
+                self._contiguous = True
+            else:
+                self._strides = tuple(strides)
             self.ptr, self.readonly = cai["data"]
             if cai.get("version", 0) >= 3:
                 self.stream = cai.get("stream")
         self.ndim, self.size = len(self.shape), math.prod(self.shape)
+        if self._contiguous:
+            self._span = (self.ptr, self.size)
+
+    @property
+    def strides(self):
+        """Byte strides, as NumPy gives them."""
+        if self._strides is None:
+            self._strides = _c_strides(self.shape, self.dtype)
+        return self._strides
 
     @property
     def device(self):
@@ -123,9 +133,7 @@ class DeviceOperand:
             return obj.device.index
         if kind == "cupy":
             return obj.device.id
-        if self.ptr == 0 or _simulated(obj):
-            return None
-        if gpu_count() == 1:
+        if self.ptr == 0 or _simulated(obj) or gpu_count() <= 1:
             return None
         from numba.cuda.cudadrv import driver
 
@@ -153,10 +161,19 @@ class DeviceOperand:
 
 @functools.cache
 def gpu_count():
-    """The number of GPUs Numba sees (the simulator's one included)."""
-    from numba import cuda
+    """The number of GPUs Numba sees (the simulator's one included; 0
+    without a driver)."""
+    try:
+        from numba import cuda
 
-    return len(cuda.gpus)
+        return len(cuda.gpus)
+    except Exception:  # a missing driver raises CudaSupportError
+        return 0
+
+
+@functools.cache
+def _dtype(typestr):
+    return np.dtype(typestr)
 
 
 _torch_dtypes = {}

@@ -117,14 +117,26 @@ def on_gpu(index, host=None, kind="cupy"):
     return array
 
 
-def test_operands_on_two_gpus_are_an_error():
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine of two GPUs, as far as the rules are concerned (with one,
+    every array is on it, and they are not consulted)."""
+    monkeypatch.setattr(_device, "gpu_count", lambda: 2)
+
+
+def test_with_one_gpu_devices_are_not_consulted(monkeypatch):
+    monkeypatch.setattr(_device, "gpu_count", lambda: 1)
+    assert common_device({"x": DeviceOperand(on_gpu(0)), "out": DeviceOperand(on_gpu(1))}) is None
+
+
+def test_operands_on_two_gpus_are_an_error(two_gpus):
     named = {"x": DeviceOperand(on_gpu(0)), "grad": DeviceOperand(on_gpu(0)), "out": DeviceOperand(on_gpu(1))}
     with pytest.raises(ValueError, match="x is on GPU 0 and out on GPU 1"):
         common_device(named)
     assert common_device({"x": DeviceOperand(on_gpu(1)), "grad": DeviceOperand(on_gpu(1))}) == 1
 
 
-def test_operands_on_two_gpus_leave_out_untouched():
+def test_operands_on_two_gpus_leave_out_untouched(two_gpus):
     out = on_gpu(1, np.full(3, 7.0, np.float32))
     with pytest.raises(ValueError, match="x is on GPU 0 and out on GPU 1"):
         fastrelu.relu(on_gpu(0), out=out)
@@ -254,7 +266,7 @@ def fake_torch(lib):
 
 
 @pytest.fixture(params=["cupy", "torch"])
-def library(request, monkeypatch, recorded):
+def library(request, monkeypatch, recorded, two_gpus):
     lib = Library(request.param)
     make = fake_cupy if request.param == "cupy" else fake_torch
     monkeypatch.setitem(sys.modules, request.param, make(lib))
@@ -295,7 +307,7 @@ def test_memory_for_another_stream_is_allocated_for_that_stream(library):
 
 
 @simulator
-def test_pytorch_tensors_run_on_pytorchs_current_stream(monkeypatch, recorded):
+def test_pytorch_tensors_run_on_pytorchs_current_stream(monkeypatch, recorded, two_gpus):
     lib = Library("torch", current_stream=0x321)
     monkeypatch.setitem(sys.modules, "torch", fake_torch(lib))
     monkeypatch.setattr(_device, "_torch_dtypes", {})
