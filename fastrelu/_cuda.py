@@ -185,10 +185,10 @@ def launch(name, compute, spec, n, args, stream, width=1):
 
     *args* are the kernel's arguments: addresses on a GPU (arrays in the
     simulator), integers, and for an entry of :data:`fastrelu._table.KERNELS`
-    a last tuple of scalars of dtype *compute*, which accesses memory
-    *width* elements at a time.  *spec* is what the arguments' types depend
-    on (see :func:`signature`).  On a GPU the kernel compiled for them is
-    launched directly; the simulator takes its dispatcher.
+    a last tuple of scalars of dtype *compute*; such a kernel accesses
+    memory *width* elements at a time.  *spec* is what the arguments' types
+    depend on (see :func:`signature`).  On a GPU the kernel compiled for
+    them is launched directly; the simulator takes its dispatcher.
     """
     if n == 0:
         return
