@@ -170,11 +170,77 @@ def _input_view(a, shape, compute, order, out):
     return _flat(buf, order)
 
 
+def same_dtype_types(kernel, dtype, params):
+    """``(compute dtype, scalars)`` of *kernel* on operands that are all
+    arrays of *dtype*, with keyword arguments *params* (a dict), where the
+    result keeps *dtype*; None where it does not, or where the dtype or the
+    arguments are wrong (the general path then says how)."""
+    if not (dtype.isnative and supported(dtype)):
+        return None
+    stand_ins = [np.empty(0, dtype)] * len(kernel.operands)
+    try:
+        result, compute, scalars = kernel.types(stand_ins, stand_ins, **params)
+    except (TypeError, ValueError):
+        return None
+    return (compute, scalars) if result == dtype else None
+
+
+# The GPU's common case: (kernel name, dtype, *keyword arguments) -> what
+# same_dtype_types gives.  Keyword arguments must be Python numbers or None.
+_DEVICE_FAST = {}
+_DEVICE_FAST_MAX = 4096
+KEY_TYPES = frozenset({float, int, type(None)})  # keyword arguments that serve as keys
+
+
+def _device_call(kernel, objects, out, stream, params):
+    """The common GPU call, checked in few steps: operands and ``out`` are
+    device arrays of one type, dtype and shape, and the keyword arguments
+    Python numbers; the result keeps the dtype.  ``NotImplemented`` where
+    anything else applies, for the general path."""
+    kind = type(objects[0])
+    if out is not None and (type(out) is not kind or not _device.is_device_array(out)):
+        return NotImplemented
+    for obj in objects[1:]:
+        if type(obj) is not kind or not _device.is_device_array(obj):
+            return NotImplemented
+    for value in params.values():
+        if type(value) not in KEY_TYPES:
+            return NotImplemented
+    operands = [_device.DeviceOperand(obj) for obj in objects]
+    dtype, shape = operands[0].dtype, operands[0].shape
+    for op in operands:
+        if op.dtype != dtype or op.shape != shape:
+            return NotImplemented
+    if out is not None:
+        out = _device.DeviceOperand(out)
+        if out.dtype != dtype or out.shape != shape or out.readonly:
+            return NotImplemented
+    if not isinstance(dtype, np.dtype):
+        return NotImplemented
+    key = (kernel.name, dtype, *params.values())
+    typed = _DEVICE_FAST.get(key, False)
+    if typed is False:
+        typed = same_dtype_types(kernel, dtype, params)
+        if len(_DEVICE_FAST) >= _DEVICE_FAST_MAX:
+            _DEVICE_FAST.clear()
+        _DEVICE_FAST[key] = typed
+    if typed is None:
+        return NotImplemented
+    from . import _cuda
+
+    compute, scalars = typed
+    return _cuda.run(kernel, operands, out, shape, dtype, scalars, compute, stream)
+
+
 def call(kernel, objects, out, device, stream, params):
     """The general path of *kernel*'s public function: operands *objects*
     (as passed), ``out``, ``device``, ``stream`` and the kernel's keyword
     arguments *params* (a dict).  Checks everything before anything is
     written, then computes."""
+    if device is None and type(objects[0]) is not np.ndarray and _device.is_device_array(objects[0]):
+        done = _device_call(kernel, objects, out, stream, params)
+        if done is not NotImplemented:
+            return done
     named = dict(zip(kernel.operands, objects))
     place = _device.placement(device, out, named)
     if place == "dask":

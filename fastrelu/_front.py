@@ -27,7 +27,7 @@ from . import _elementwise, _kernels, _threads, config
 FAST = {}
 _FAST_MAX = 4096  # entries; beyond, FAST starts again (varying keyword arguments)
 # Keyword arguments the fast path accepts: they serve as keys of FAST.
-_KEY_TYPES = frozenset({float, int, type(None)})
+_KEY_TYPES = _elementwise.KEY_TYPES
 _SHARED = ("device", "stream")
 
 _TEMPLATE = """
@@ -66,17 +66,11 @@ def learn(kernel, fast, dtype, ndim, params):
     *ndim* dimensions with keyword arguments *params* (a dict), stored there
     and returned."""
     record = None
-    if ndim > 0 and dtype.isnative and _elementwise.supported(dtype):
-        stand_ins = [np.empty(0, dtype)] * len(kernel.operands)
-        try:
-            result, compute, scalars = kernel.types(stand_ins, stand_ins, **params)
-        except (TypeError, ValueError):
-            pass  # the general path raises the error
-        else:
-            if result == compute == dtype:
-                # The entry runs calls below the kernel's parallel size serially.
-                first = _threads.request(config.PARALLEL_MIN_SIZE[kernel.name])
-                record = (*_kernels.fast(kernel, dtype, ndim, scalars), first)
+    typed = _elementwise.same_dtype_types(kernel, dtype, params) if ndim > 0 else None
+    if typed is not None and typed[0] == dtype:  # None: the general path raises the error
+        # The entry runs calls below the kernel's parallel size serially.
+        first = _threads.request(config.PARALLEL_MIN_SIZE[kernel.name])
+        record = (*_kernels.fast(kernel, dtype, ndim, typed[1]), first)
     if len(fast) >= _FAST_MAX:
         fast.clear()
     fast[(dtype, ndim, *params.values())] = record

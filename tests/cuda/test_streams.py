@@ -423,3 +423,36 @@ def test_a_tensor_on_another_gpu_is_computed_there():
     np.testing.assert_allclose(y.cpu().numpy(), fastrelu.softplus_backward(x.cpu().numpy(), 1.0), rtol=1e-6)
     with pytest.raises(ValueError, match="x is on GPU 1 and grad on GPU 0"):
         fastrelu.relu_backward(x, torch.ones(1000, device="cuda:0"))
+
+
+@simulator
+def test_the_common_call_skips_the_general_checks(monkeypatch):
+    """Device arrays of one type, dtype and shape go straight to the run;
+    anything else, errors included, through the general path."""
+    rng = np.random.default_rng(5)
+    x, g = rng.standard_normal((2, 6, 7)).astype(np.float32)
+    want = fastrelu.relu_backward(x, g, at_zero=0.5), fastrelu.relu(x[:, ::2])
+    general = []
+    placement = _device.placement
+    monkeypatch.setattr(_device, "placement", lambda *a: general.append(a) or placement(*a))
+    out = np.zeros_like(x)
+    fastrelu.relu_backward(Interface(x), Interface(g), out=Interface(out), at_zero=0.5)
+    got = fastrelu.relu(Interface(x[:, ::2]))  # strided: the run gathers it
+    assert general == []
+    np.testing.assert_array_equal(out, want[0])
+    np.testing.assert_array_equal(got.copy_to_host(), want[1])
+    cases = [
+        lambda: fastrelu.relu_backward(Interface(x), 1.5),  # a host scalar
+        lambda: fastrelu.relu_backward(Interface(x), Interface(g[:1])),  # broadcast
+        lambda: fastrelu.relu_backward(Interface(x), Interface(g.astype(np.float64))),  # promotion
+        lambda: fastrelu.relu_backward(Interface(x), Interface(g), at_zero=np.float32(0.5)),  # a NumPy scalar
+    ]
+    for n, case in enumerate(cases, 1):
+        case()
+        assert len(general) == n
+    with pytest.raises(ValueError, match="at_zero"):
+        fastrelu.relu_backward(Interface(x), Interface(g), at_zero=2.0)
+    readonly = Interface(out)
+    readonly.__cuda_array_interface__["data"] = (out.ctypes.data, True)
+    with pytest.raises(ValueError, match="read-only"):
+        fastrelu.relu(Interface(x), out=readonly)
