@@ -98,21 +98,39 @@ def broadcast_shape(names, arrays):
     shape = arrays[0].shape
     if all(a.shape == shape for a in arrays):
         return shape
-    try:
-        return np.broadcast_shapes(*(a.shape for a in arrays))
-    except ValueError:
-        shapes = ", ".join(f"{name} has shape {a.shape}" for name, a in zip(names, arrays))
-        raise ValueError(f"{' and '.join(names)} cannot be broadcast together: {shapes}") from None
+    # NumPy's rule, for as many dimensions as arrays may have
+    # (np.broadcast_shapes stops at 32).
+    ndim = max(a.ndim for a in arrays)
+    result = [1] * ndim
+    for a in arrays:
+        for axis, n in enumerate(a.shape, ndim - a.ndim):
+            if n != result[axis]:
+                if result[axis] != 1 and n != 1:
+                    shapes = ", ".join(f"{name} has shape {b.shape}" for name, b in zip(names, arrays))
+                    raise ValueError(f"{' and '.join(names)} cannot be broadcast together: {shapes}")
+                if n != 1:
+                    result[axis] = n
+    return tuple(result)
+
+
+def short_repr(value, most=40):
+    """``repr(value)``, its middle cut out where it is longer than *most*
+    characters (an int of 400 digits)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 4 :]}"
 
 
 def real_param(name, value, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     """Check a scalar keyword argument and return it as a Python float."""
     if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
+        raise ValueError(f"{name} must be a real number, got {short_repr(value)}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the largest float
+        raise ValueError(f"{name} must be a real number a float can hold, got {short_repr(value)}") from None
     if math.isnan(v) or not (lo < v if lo_open else lo <= v) or not (v < hi if hi_open else v <= hi):
         bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be a number in {bounds}, got {value!r}")
+        raise ValueError(f"{name} must be a number in {bounds}, got {short_repr(value)}")
     return v
 
 

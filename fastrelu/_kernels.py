@@ -20,6 +20,8 @@ installed and found (TBB).
 """
 
 import contextlib
+import functools
+import hashlib
 import os
 
 from . import _threads, config
@@ -43,18 +45,25 @@ def _stamp_with_dependencies(cache):
 
     Numba stamps a cache index with the modification time and size of the file
     that defines the function, and not of the modules whose code it inlined;
-    add theirs to the stamp it compares.
+    add a digest of the contents of all of them to the stamp it compares, so
+    that an edit which keeps a file's size and time is seen too.
     """
     cache_file = getattr(cache, "_cache_file", None)
     if cache_file is None or not hasattr(cache_file, "_source_stamp"):
         return  # no disk cache, or a Numba whose cache works differently
+    cache_file._source_stamp = (cache_file._source_stamp, _sources_digest())
+
+
+@functools.cache
+def _sources_digest():
+    """A digest of the source of every module compiled code is made from."""
     from . import _formulas, _libm, _loops, _native, _pool
 
-    stamps = [cache_file._source_stamp]
+    digest = hashlib.sha256()
     for module in (_formulas, _libm, _loops, _native, _pool):
-        st = os.stat(module.__file__)
-        stamps.append((st.st_mtime, st.st_size))
-    cache_file._source_stamp = tuple(stamps)
+        with open(module.__file__, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
 
 
 def _caching():
@@ -87,9 +96,20 @@ def _cache_file_lock(cache):
             os.close(fd)  # closing releases the lock
 
 
+def _require_the_compiler():
+    from numba.core import config as numba_config
+
+    if numba_config.DISABLE_JIT:
+        raise RuntimeError(
+            "fastrelu runs compiled code only, and NUMBA_DISABLE_JIT=1 switches Numba's compiler off: "
+            "unset NUMBA_DISABLE_JIT to use fastrelu"
+        )
+
+
 def _compile_cfunc(pyfunc, sig):
     """*pyfunc* compiled as a C function; returns its address, whether it
     came from the cache, and the cache."""
+    _require_the_compiler()
     from numba.core.ccallback import CFunc
 
     options = {k: v for k, v in _JIT_OPTIONS.items() if k != "nogil"}  # C functions hold no GIL anyway
@@ -113,6 +133,7 @@ def _compile_jit(pyfunc, sig):
     """*pyfunc* compiled for *sig*, without Numba's reference-counted runtime
     (the code allocates nothing); returns its entry point (callable from
     Python), whether it came from the cache, and the cache."""
+    _require_the_compiler()
     import numba
 
     disp = _dispatchers.get(pyfunc)

@@ -122,6 +122,38 @@ STREAM_MIN_BYTES = _last_level_cache()
 DASK_BLOCK_THREADS = 1
 
 
+# The most threads a call can be planned on (the entries' plan argument
+# holds a thread count in 23 bits).
+MAX_THREADS = (1 << 23) - 1
+
+
+def _thread_count(n):
+    """*n* as a number of threads, or None where it is not one."""
+    if isinstance(n, bool):
+        return None
+    try:
+        value = operator.index(n)
+    except TypeError:
+        return None
+    return value if 1 <= value <= MAX_THREADS else None
+
+
+def _outside_the_package():
+    """The ``stacklevel`` of a warning that points at the first frame outside
+    fastrelu and the import machinery: the user's code that caused it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            frame = frame.f_back  # warnings skips these frames itself
+            continue
+        if not name.startswith(here):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
+
+
 def _default_threads():
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -130,14 +162,16 @@ def _default_threads():
     env = os.environ.get("FASTRELU_NUM_THREADS")
     if env:
         try:
-            if int(env) >= 1:
-                return int(env)
+            value = _thread_count(int(env))
         except ValueError:
-            pass
+            value = None
+        if value is not None:
+            return value
         warnings.warn(
-            f"ignoring FASTRELU_NUM_THREADS={env!r}: not a positive integer; using {cpus} threads",
+            f"ignoring FASTRELU_NUM_THREADS={env!r}: not a positive integer of at most {MAX_THREADS}; "
+            f"using {cpus} threads",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=_outside_the_package(),
         )
     return cpus
 
@@ -156,15 +190,22 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        A positive number of threads; 1 makes every call serial.
+        A positive number of threads, at most :data:`MAX_THREADS`; 1 makes
+        every call serial.
+
+    Raises
+    ------
+    ValueError
+        For anything else; the setting is then unchanged.
     """
     global _num_threads
-    try:
-        value = operator.index(n)
-    except TypeError:
-        value = 0
-    if isinstance(n, bool) or value < 1:
-        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    value = _thread_count(n)
+    if value is None:
+        from ._elementwise import short_repr
+
+        raise ValueError(
+            f"the number of threads must be a positive integer of at most {MAX_THREADS}, got {short_repr(n)}"
+        )
     _num_threads = value
     _changed()
 

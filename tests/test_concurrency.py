@@ -630,6 +630,14 @@ def test_a_changed_module_makes_the_cache_stale(tmp_path, changed):
     source.write_text(source.read_text() + "\n# edited\n")
     assert misses() == 1
     assert misses() == 0
+    # An edit that keeps the file's size and modification time.
+    stat = source.stat()
+    text = source.read_text()
+    source.write_text(text.replace("# edited", "# EDITED"))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert source.stat().st_size == stat.st_size and source.stat().st_mtime_ns == stat.st_mtime_ns
+    assert misses() == 1
+    assert misses() == 0
 
 
 def test_no_cache_location_at_all_compiles_in_memory():
@@ -703,3 +711,24 @@ def test_code_compiled_by_different_processes_loads_side_by_side(tmp_path):
     assert together == [alone[name] for name in calls]
     xs = np.linspace(-3, 3, 7)
     np.testing.assert_allclose(together[2], 2.0 / (1 + np.exp(-xs)), rtol=1e-14)
+
+
+def test_daemon_threads_computing_at_exit_are_quiet():
+    """Daemon threads still in threaded calls when the interpreter exits: the
+    process ends at once, with nothing on stderr (5 runs)."""
+    code = textwrap.dedent("""
+        import threading, time, numpy as np, fastrelu
+        x = np.random.default_rng(0).standard_normal(2**21).astype(np.float32)
+        def work():
+            o = np.empty_like(x)
+            while True:
+                fastrelu.relu(x, out=o)
+                fastrelu.softplus_backward(x, x, out=o)
+        for _ in range(4):
+            threading.Thread(target=work, daemon=True).start()
+        time.sleep(0.5)
+        print("exiting")
+    """)
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "exiting\n", "")
