@@ -23,6 +23,8 @@ import contextlib
 import functools
 import hashlib
 import os
+import time
+import warnings
 
 from . import _threads, config
 from ._threads import ForkSafeLock
@@ -70,13 +72,20 @@ def _caching():
     return os.environ.get("FASTRELU_CACHE", "1") != "0"
 
 
+class CacheLockTimeout(Exception):
+    """The cache folder stayed locked by another process too long."""
+
+
 @contextlib.contextmanager
 def _cache_file_lock(cache):
     """Serialise compile-and-save across processes sharing one cache folder.
 
     Numba names a new cache data file after the entries of the index it read;
     two processes compiling different signatures of one function at once can
-    leave an index entry pointing at the other signature's code.
+    leave an index entry pointing at the other signature's code.  Waits at
+    most ``config.CACHE_LOCK_SECONDS`` for a process that holds the lock
+    (one stopped in a debugger holds it for good), then raises
+    :class:`CacheLockTimeout`.
     """
     path = getattr(cache, "cache_path", None)
     fd = None
@@ -84,11 +93,23 @@ def _cache_file_lock(cache):
         import fcntl
 
         fd = os.open(os.path.join(path, "fastrelu.lock"), os.O_RDWR | os.O_CREAT, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)
     except (ImportError, OSError, TypeError):
-        # No cache on disk, no POSIX locks, or a file system without flock:
-        # go on unserialised, as Numba itself does.
-        pass
+        # No cache on disk, no POSIX locks, or a lock file that cannot be
+        # made: go on unserialised, as Numba itself does.
+        fd = None
+    if fd is not None:
+        deadline = time.monotonic() + config.CACHE_LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise CacheLockTimeout(path) from None
+                time.sleep(0.02)
+            except OSError:  # a file system without flock
+                break
     try:
         yield
     finally:
@@ -106,6 +127,54 @@ def _require_the_compiler():
         )
 
 
+_warned = False
+
+
+def _in_memory(fault, cache):
+    """Say once per process that compiled code is not cached, and why."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    path = getattr(cache, "cache_path", None)
+    if isinstance(fault, CacheLockTimeout):
+        why = f"another process held the lock of {path} for {config.CACHE_LOCK_SECONDS:g} s"
+    else:
+        why = f"{path} could not be read or written ({type(fault).__name__}: {fault})"
+    warnings.warn(f"fastrelu compiles in memory, without its cache: {why}", RuntimeWarning, stacklevel=2)
+
+
+def _forget(cache):
+    """Remove the cache index of *cache*'s function: a bad entry is then
+    compiled again and saved anew."""
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    if index is not None:
+        with contextlib.suppress(OSError):
+            os.remove(index)
+
+
+def _cached_compile(cache, compile_cached, compile_in_memory):
+    """``compile_cached()`` under the cache folder's lock, where a cache is
+    in use.  A cache that cannot be read (a corrupt or foreign entry) is
+    forgotten and compiled again; one that cannot be written, or whose lock
+    another process holds too long, gives way to ``compile_in_memory()``.
+    Returns what the successful one returned and whether the cache served."""
+    if cache is None or not hasattr(cache, "cache_path"):
+        return compile_cached(), True
+    try:
+        with _cache_file_lock(cache):
+            try:
+                return compile_cached(), True
+            except (CacheLockTimeout, OSError):
+                raise
+            except Exception:  # an entry that does not load: a truncated, flipped or swapped file
+                _forget(cache)
+                return compile_cached(), True
+    except (CacheLockTimeout, OSError) as fault:
+        _in_memory(fault, cache)
+        return compile_in_memory(), False
+
+
 def _compile_cfunc(pyfunc, sig):
     """*pyfunc* compiled as a C function; returns its address, whether it
     came from the cache, and the cache."""
@@ -113,20 +182,52 @@ def _compile_cfunc(pyfunc, sig):
     from numba.core.ccallback import CFunc
 
     options = {k: v for k, v in _JIT_OPTIONS.items() if k != "nogil"}  # C functions hold no GIL anyway
-    cfunc = CFunc(pyfunc, (sig.args, sig.return_type), locals={}, options=options)
-    if _caching():
-        try:
-            cfunc.enable_caching()
-        except RuntimeError:
-            pass  # no writable cache location ("no locator available"): compile in memory
-    _stamp_with_dependencies(cfunc._cache)
-    with _cache_file_lock(cfunc._cache):
+
+    def make(caching):
+        cfunc = CFunc(pyfunc, (sig.args, sig.return_type), locals={}, options=options)
+        if caching:
+            try:
+                cfunc.enable_caching()
+            except RuntimeError:
+                pass  # no writable cache location ("no locator available"): compile in memory
+            _stamp_with_dependencies(cfunc._cache)
+        return cfunc
+
+    cfunc = make(_caching())
+
+    def compile_cached():
         cfunc.compile()
+        if f"{len(pyfunc.__name__)}{pyfunc.__name__}" not in cfunc._wrapper_name:
+            # The cache served another function's code (a swapped file).
+            raise RuntimeError(f"the cache of {pyfunc.__name__} holds the code of {cfunc._wrapper_name}")
+        return cfunc
+
+    def compile_in_memory():
+        fresh = make(False)
+        fresh.compile()
+        return fresh
+
+    cfunc, cached = _cached_compile(cfunc._cache, compile_cached, compile_in_memory)
     _keep.append(cfunc)
-    return cfunc.address, cfunc.cache_hits > 0, cfunc._cache
+    return cfunc.address, cached and cfunc.cache_hits > 0, cfunc._cache if cached else None
 
 
-_dispatchers = {}  # Python function -> its Numba dispatcher
+_dispatchers = {}  # (Python function, cached) -> its Numba dispatcher
+
+
+def _dispatcher(pyfunc, caching):
+    import numba
+
+    disp = _dispatchers.get((pyfunc, caching))
+    if disp is None:
+        options = dict(_JIT_OPTIONS, _nrt=False)
+        try:
+            disp = numba.njit(cache=caching, **options)(pyfunc)
+        except RuntimeError:
+            disp = numba.njit(**options)(pyfunc)  # no writable cache location
+        _stamp_with_dependencies(getattr(disp, "_cache", None))
+        _dispatchers[pyfunc, caching] = disp
+    return disp
 
 
 def _compile_jit(pyfunc, sig):
@@ -134,22 +235,24 @@ def _compile_jit(pyfunc, sig):
     (the code allocates nothing); returns its entry point (callable from
     Python), whether it came from the cache, and the cache."""
     _require_the_compiler()
-    import numba
-
-    disp = _dispatchers.get(pyfunc)
-    if disp is None:
-        options = dict(_JIT_OPTIONS, _nrt=False)
-        try:
-            disp = numba.njit(cache=_caching(), **options)(pyfunc)
-        except RuntimeError:
-            disp = numba.njit(**options)(pyfunc)  # no writable cache location
-        _stamp_with_dependencies(getattr(disp, "_cache", None))
-        _dispatchers[pyfunc] = disp
-    hits = sum(disp.stats.cache_hits.values())
+    disp = _dispatcher(pyfunc, _caching())
     cache = getattr(disp, "_cache", None)
-    with _cache_file_lock(cache):
+    hits = sum(disp.stats.cache_hits.values())
+
+    def compile_cached():
         compiled = disp.compile(sig)
-    return compiled, sum(disp.stats.cache_hits.values()) > hits, cache
+        if tuple(sig) not in disp.overloads:
+            # The cache served another signature's code (a swapped file).
+            disp.overloads.clear()
+            raise RuntimeError(f"the cache of {pyfunc.__name__} holds code of another signature")
+        return compiled
+
+    def compile_in_memory():
+        return _dispatcher(pyfunc, False).compile(sig)
+
+    compiled, cached = _cached_compile(cache, compile_cached, compile_in_memory)
+    loaded = cached and sum(disp.stats.cache_hits.values()) > hits
+    return compiled, loaded, cache if cached else None
 
 
 def cache_location():

@@ -12,6 +12,9 @@ entry, take effect at the next call.  The number of
 threads defaults to the CPUs this process may run on, or to the environment
 variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
 of each task of a Dask graph; it is read when the graph is built.
+``CACHE_LOCK_SECONDS`` bounds how long a first call waits for another
+process that holds the lock of the compiled-code cache before it compiles
+in memory.
 """
 
 import glob
@@ -116,6 +119,11 @@ def _last_level_cache():
 # not stay there anyway, and such stores spare the read of each line of the
 # output before it is written, a third of a ReLU's memory traffic.
 STREAM_MIN_BYTES = _last_level_cache()
+
+# Seconds a first call waits for another process that holds the cache
+# folder's lock (compiling, or stopped in a debugger) before it compiles in
+# memory instead.
+CACHE_LOCK_SECONDS = 30.0
 
 # Threads each Dask task may use for its chunk (None: as many as any call).
 # Dask already runs one task per core; the measurement is in docs/dask.md.
