@@ -42,6 +42,48 @@ log = []
 _lock = ForkSafeLock()
 
 
+# A fork waits for a compile in progress in another thread to end: a child
+# forked in the middle of one would inherit Numba's compiler lock and the
+# cache folder's lock held by a thread it does not have, and its own first
+# compile would wait for them forever.  (The wait is bounded, in case the
+# forking thread itself were compiling.)
+_held_for_fork = False
+
+
+def _before_fork():
+    global _held_for_fork
+    _held_for_fork = _lock.acquire(timeout=config.CACHE_LOCK_SECONDS)
+
+
+def _after_fork_in_parent():
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _lock.release()
+
+
+def _after_fork_in_child():
+    # A copy of a cache-folder lock's descriptor would hold that lock for
+    # the child even after the parent's thread let it go.
+    for fd in list(_lock_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
+
+
+_lock_fds = set()  # descriptors of the cache folder's lock file held now
+
+if hasattr(os, "register_at_fork"):  # POSIX only; the child renews _lock itself
+    # Hooks run before a fork in the reverse order of their registration:
+    # logging's, which takes logging's lock (that a compiling thread may
+    # need), must run after this one has waited for the compile to end.
+    import logging  # noqa: F401
+
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
 def _stamp_with_dependencies(cache):
     """Let a change to any module of compiled code invalidate the cache.
 
@@ -92,7 +134,8 @@ def _cache_file_lock(cache):
     try:
         import fcntl
 
-        fd = os.open(os.path.join(path, "fastrelu.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(os.path.join(path, "fastrelu.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        _lock_fds.add(fd)
     except (ImportError, OSError, TypeError):
         # No cache on disk, no POSIX locks, or a lock file that cannot be
         # made: go on unserialised, as Numba itself does.
@@ -105,6 +148,7 @@ def _cache_file_lock(cache):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    _lock_fds.discard(fd)
                     os.close(fd)
                     raise CacheLockTimeout(path) from None
                 time.sleep(0.02)
@@ -114,6 +158,7 @@ def _cache_file_lock(cache):
         yield
     finally:
         if fd is not None:
+            _lock_fds.discard(fd)
             os.close(fd)  # closing releases the lock
 
 

@@ -30,6 +30,12 @@ class ForkSafeLock:
     def _renew(self):
         self._lock = threading.Lock()
 
+    def acquire(self, timeout=-1):
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self):
+        self._lock.release()
+
     def __enter__(self):
         self._lock.acquire()
 

@@ -654,32 +654,37 @@ def test_no_cache_location_at_all_compiles_in_memory():
     """)
 
 
-def test_fork_while_another_thread_compiles():
-    """A fork while another thread holds fastrelu's compile lock must not
-    leave the child's copy of the lock held forever."""
-    _script_succeeds(
-        """
-        import os, threading, numpy as np, fastrelu
-        from fastrelu import _kernels
-        held, release = threading.Event(), threading.Event()
-        def hold():
-            with _kernels._lock:
-                held.set()
-                release.wait()
-        t = threading.Thread(target=hold)
-        t.start()
-        held.wait()
+@pytest.mark.parametrize("cache", ["1", "0"], ids=["cache", "no-cache"])
+def test_fork_while_another_thread_compiles(tmp_path, cache):
+    """A fork while another thread compiles (a cold first call): the child's
+    first call computes instead of waiting forever for locks the compiling
+    thread held (the cache folder's, Numba's compiler lock).  3 forks, each
+    in the middle of a compile in a fresh cache folder."""
+    code = textwrap.dedent("""
+        import os, threading, time, numpy as np, fastrelu
+        started = threading.Event()
+        def cold():
+            started.set()
+            fastrelu.softplus(np.ones(3, np.float32), beta=2.0)  # compiles for a second or more
+        thread = threading.Thread(target=cold)
+        thread.start()
+        started.wait()
+        time.sleep(0.05)
         pid = os.fork()
         if pid == 0:
             x = np.array([-1.0, 0.0, 2.0])
-            os._exit(0 if fastrelu.relu(x).tolist() == [0.0, 0.0, 2.0] else 1)
+            ok = fastrelu.relu_backward(x, 3.0, at_zero=0.5).tolist() == [0.0, 1.5, 3.0]
+            os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
-        release.set()
-        t.join()
+        thread.join()
         raise SystemExit(os.waitstatus_to_exitcode(status))
-    """,
-        timeout=60,
-    )
+    """)
+    for repetition in range(3):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{repetition}"), FASTRELU_CACHE=cache)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_code_compiled_by_different_processes_loads_side_by_side(tmp_path):
