@@ -234,8 +234,6 @@ def stream_handle(stream):
         handle = id(stream)  # the simulator's streams have no handle, nor need one
     elif protocol is not None:
         handle = protocol()[1]
-    elif hasattr(stream, "handle") and hasattr(stream, "synchronize"):  # a Numba stream
-        handle = stream.handle.value if hasattr(stream.handle, "value") else stream.handle
     elif hasattr(stream, "ptr"):  # CuPy
         handle = stream.ptr
     elif hasattr(stream, "cuda_stream"):  # PyTorch

@@ -26,8 +26,6 @@ from . import _elementwise, _kernels, _threads, config
 # scalars), or None where the fast path does not apply.
 FAST = {}
 _FAST_MAX = 4096  # entries; beyond, FAST starts again (varying keyword arguments)
-# Keyword arguments the fast path accepts: they serve as keys of FAST.
-_KEY_TYPES = _elementwise.KEY_TYPES
 _SHARED = ("device", "stream")
 
 _TEMPLATE = """
@@ -111,7 +109,7 @@ def elementwise(kernel):
             "ndarray": np.ndarray,
             "empty": np.empty,
             "FAST": FAST.setdefault(kernel.name, {}),
-            "KEY_TYPES": _KEY_TYPES,
+            "KEY_TYPES": _elementwise.KEY_TYPES,  # keyword arguments that serve as keys of FAST
             "KERNEL": kernel,
             "learn": learn,
             "run_planned": _kernels.run_planned,

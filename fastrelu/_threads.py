@@ -57,7 +57,7 @@ settings = np.zeros(8, np.int64)
 # split across threads from *threshold* elements, on at most *cap* threads
 # (0: no cap given, NO_CAP: this thread has none).
 CAP_SHIFT = 40
-NO_CAP = (1 << 23) - 1
+NO_CAP = config.MAX_THREADS
 
 
 def request(threshold, cap=0):

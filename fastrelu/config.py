@@ -130,8 +130,8 @@ CACHE_LOCK_SECONDS = 30.0
 DASK_BLOCK_THREADS = 1
 
 
-# The most threads a call can be planned on (the entries' plan argument
-# holds a thread count in 23 bits).
+# The most threads fastrelu can be set to: the most a call's plan argument
+# can cap a call at (23 bits, fastrelu._threads.request).
 MAX_THREADS = (1 << 23) - 1
 
 
