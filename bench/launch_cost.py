@@ -25,6 +25,12 @@ class _Device:
     id = 0
     compute_capability = (9, 0)
 
+    def __enter__(self):  # as an entry of cuda.gpus is, making it current
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
 
 class _Runtime:
     """A CUDA runtime of one context, which never reaches a driver."""

@@ -34,7 +34,7 @@ from numba import config, cuda, types
 from numba.extending import register_jitable
 from numba.np.numpy_support import from_dtype
 
-from . import _device, _vectors
+from . import _device, _threads, _vectors
 from . import _formulas as f
 from ._device import DeviceOperand
 from ._table import KERNELS
@@ -200,9 +200,18 @@ def launch(name, compute, spec, n, args, stream, width=1):
     key = (name, width, compute, spec)
     compiled = _compiled.get(key)
     if compiled is None:
-        compiled = _compiled[key] = dispatcher(name, width).compile(signature(name, compute, spec))
+        sig = signature(name, compute, spec)
+        device = cuda.get_current_device().id
+        compiled = _compiled[key] = _threads.uninterrupted(_compile, name, width, sig, device)
     blocks = max(1, min(MAX_BLOCKS, -(-threads // THREADS)))
     compiled.launch(args, (blocks,), (THREADS,), _launch_streams[stream])
+
+
+def _compile(name, width, sig, device):
+    # On fastrelu._threads.uninterrupted's helper thread, which has no
+    # current device until it enters the caller's.
+    with cuda.gpus[device]:
+        return dispatcher(name, width).compile(sig)
 
 
 def signature(name, compute, spec):

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import _device, _kernels
+from . import _device, _kernels, config
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -176,16 +176,23 @@ def _same_view(a, b):
     return ia["data"][0] == ib["data"][0] and a.strides == b.strides
 
 
-def _input_view(a, shape, compute, order, out):
-    """A 1-D contiguous view of input *a* in memory order *order*, copying
-    (broadcast, cast, or away from a partial overlap with *out*) only if needed."""
+def _direct_view(a, shape, compute, order, out):
+    """The 1-D contiguous view of input *a* in memory order *order* that the
+    kernels can read as it is, or None where *a* needs converting (another
+    dtype, order or shape) or partly overlaps *out*."""
     if order is not None and a.dtype == compute and a.shape == shape and _order(a) == order:
         if out is None or not np.may_share_memory(a, out) or _same_view(a, out):
             return _flat(a, order)
-    order = order or "C"
-    buf = np.empty(shape, compute, order=order)
-    np.copyto(buf, a, casting="unsafe")
-    return _flat(buf, order)
+    return None
+
+
+# nditer's flags for the buffered path: 1-D contiguous pieces of every
+# operand, converted to the compute dtype where needed, in memory order; an
+# input that partly overlaps the output is copied first, an exact overlap
+# (relu(x, out=x)) is not.
+_BUFFERED_FLAGS = ["external_loop", "buffered", "growinner", "copy_if_overlap", "zerosize_ok"]
+_READ = ["readonly", "contig", "aligned", "overlap_assume_elementwise"]
+_WRITE = ["writeonly", "contig", "aligned", "overlap_assume_elementwise"]
 
 
 def same_dtype_types(kernel, dtype, params):
@@ -301,15 +308,27 @@ def run(kernel, inputs, out, shape, result, scalars, compute, place="cpu", strea
     if n == 0:
         return target
 
-    direct = order is not None and result == compute
-    if not direct:
-        order = None
-    out_flat = _flat(target, order) if direct else np.empty(n, compute)
-    views = [_input_view(a, shape, compute, order, out) for a in inputs]
-    _kernels.launch(kernel, [*views, out_flat], scalars)
+    views = [_direct_view(a, shape, compute, order, out) for a in inputs]
+    if result == compute and order is not None and all(v is not None for v in views):
+        _kernels.launch(kernel, [*views, _flat(target, order)], scalars)
+    else:
+        # Conversions (float16 computes in float32, integers in floats),
+        # broadcasting and strided layouts, through buffers of
+        # config.BUFFER_SIZE elements: the extra memory is bounded by that,
+        # whatever the size of the arrays.
+        operands = [*inputs, target]
+        with np.nditer(
+            operands,
+            flags=_BUFFERED_FLAGS,
+            op_flags=[_READ] * len(inputs) + [_WRITE],
+            op_dtypes=[compute] * len(operands),
+            casting="unsafe",
+            order="K",
+            buffersize=config.BUFFER_SIZE,
+        ) as pieces:
+            for piece in pieces:
+                _kernels.launch(kernel, list(piece), scalars)
 
-    if not direct:
-        np.copyto(target, out_flat.reshape(shape), casting="unsafe")
     if out is None and target.ndim == 0:
         return target[()]
     return target

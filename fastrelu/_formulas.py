@@ -8,7 +8,7 @@ and so that it also runs as plain Python.  Constants are built with
 
 from numba.extending import register_jitable
 
-from ._libm import exp_nonpositive, is_single, log1p_unit
+from ._libm import exp_nonpositive, exp_nonpositive_sum, is_single, log1p_unit
 
 
 @register_jitable
@@ -98,10 +98,10 @@ def softplus_grad(x, grad, beta_hi, beta_lo, threshold):
     if t > threshold:
         return grad
     one = type(x)(1)
-    e = exp_nonpositive(-abs(t))
-    if t >= 0:
-        s = one / (one + e)
-    else:
-        # sigmoid(t) ~ exp(t) here, so the product's error c enters as exp(c).
-        s = e * (one + c) / (one + e)
-    return grad * s
+    # Where t < 0, sigmoid(t) ~ exp(t): the product's rounding error c is a
+    # relative error c of the result, so it joins the exponent, which is
+    # then rounded once.  Where t >= 0 its effect, c * (1 - sigmoid(t)), is
+    # far below an ULP.
+    e = exp_nonpositive_sum(-abs(t), c if t < 0 else type(x)(0))
+    # 1 / (1 + exp(-t)) for t >= 0, exp(t) / (1 + exp(t)) for t < 0
+    return grad * ((one if t >= 0 else e) / (one + e))

@@ -172,21 +172,30 @@ def _require_the_compiler():
         )
 
 
-_warned = False
+_in_memory_why = []  # why compiled code is not cached, until it is said
 
 
 def _in_memory(fault, cache):
-    """Say once per process that compiled code is not cached, and why."""
-    global _warned
-    if _warned:
-        return
-    _warned = True
+    """Note that compiled code is not cached, and why: said once per process,
+    by :func:`_say_in_memory` on the calling thread."""
     path = getattr(cache, "cache_path", None)
     if isinstance(fault, CacheLockTimeout):
         why = f"another process held the lock of {path} for {config.CACHE_LOCK_SECONDS:g} s"
     else:
         why = f"{path} could not be read or written ({type(fault).__name__}: {fault})"
-    warnings.warn(f"fastrelu compiles in memory, without its cache: {why}", RuntimeWarning, stacklevel=2)
+    if _in_memory_why is not None:
+        _in_memory_why.append(why)
+
+
+def _say_in_memory():
+    global _in_memory_why
+    if _in_memory_why:
+        why, _in_memory_why = _in_memory_why[0], None
+        warnings.warn(
+            f"fastrelu compiles in memory, without its cache: {why}",
+            RuntimeWarning,
+            stacklevel=config._outside_the_package(),
+        )
 
 
 def _forget(cache):
@@ -316,16 +325,28 @@ def cache_location():
 
 
 def _get(key, make):
-    """The compiled code of *key*, made by ``make()`` on first use."""
+    """The compiled code of *key*, made by ``make()`` on first use.
+
+    Compiling takes locks (this module's, the cache folder's, Numba's and
+    llvmlite's) that an interrupt must not leave taken, so it runs
+    uninterrupted (:func:`fastrelu._threads.uninterrupted`)."""
     compiled = _compiled.get(key)
     if compiled is None:
-        with _lock:
-            compiled = _compiled.get(key)
-            if compiled is None:
-                compiled, loaded, cache = make()
-                path = getattr(cache, "cache_path", None)
-                log.append({"key": repr(key), "loaded": loaded, "cache_path": path})
-                _compiled[key] = compiled
+        try:
+            compiled = _threads.uninterrupted(_make, key, make)
+        finally:
+            _say_in_memory()
+    return compiled
+
+
+def _make(key, make):
+    with _lock:
+        compiled = _compiled.get(key)
+        if compiled is None:
+            compiled, loaded, cache = make()
+            path = getattr(cache, "cache_path", None)
+            log.append({"key": repr(key), "loaded": loaded, "cache_path": path})
+            _compiled[key] = compiled
     return compiled
 
 

@@ -194,17 +194,25 @@ def _pow2(n, x):
 def exp(x):
     """e**x, to within about one ULP, overflowing to inf and underflowing
     through the subnormals to 0 as the exact result rounds."""
-    return _exp(x, True)
+    return _exp(x, type(x)(0), True, False)
 
 
 @register_jitable(forceinline=True)
 def exp_nonpositive(x):
     """e**x for x <= 0 (or NaN), as :func:`exp` without its overflow check."""
-    return _exp(x, False)
+    return _exp(x, type(x)(0), False, False)
 
 
 @register_jitable(forceinline=True)
-def _exp(x, may_overflow):
+def exp_nonpositive_sum(x, dx):
+    """e**(x + dx) for x <= 0 (or NaN) and a small *dx* (at most an ULP of
+    *x*): the exact exponent of a rounded product, rounded once, where
+    ``exp(x) * (1 + dx)`` would be rounded twice more."""
+    return _exp(x, dx, False, True)
+
+
+@register_jitable(forceinline=True)
+def _exp(x, dx, may_overflow, with_dx):
     T = type(x)
     one = T(1)
     if is_single(x):
@@ -217,6 +225,9 @@ def _exp(x, may_overflow):
         ln2_hi, ln2_lo = T(0.6931471803691238), T(1.9082149292705877e-10)
     # Clamping keeps n in range; exp(lo) still rounds to 0 and exp(hi) to
     # inf.  NaN fails both tests and comes out as NaN.
+    if with_dx:
+        # dx may be as large as an ULP of an x far below lo.
+        dx = dx if x >= lo else T(0)
     if x < lo:
         x = lo
     if may_overflow and x > hi:
@@ -229,7 +240,12 @@ def _exp(x, may_overflow):
     Int = type(float_bits(k))
     # Numba widens sums of int32 to int64; Int(...) keeps float32's lanes narrow.
     n = Int(float_bits(k) - float_bits(shifter))
-    r = mul_add(-nf, ln2_lo, mul_add(-nf, ln2_hi, x))
+    r = mul_add(-nf, ln2_hi, x)  # exact
+    if with_dx:  # a constant for the compiler
+        # dx joins the small term, so that r is still rounded once.
+        r = r + mul_add(-nf, ln2_lo, dx)
+    else:
+        r = mul_add(-nf, ln2_lo, r)
     # exp(r) = 1 + r + r**2 * q(r), q(r) = (exp(r) - 1 - r) / r**2.
     if is_single(x):
         q = _horner(r, _EXP_Q32)

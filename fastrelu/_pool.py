@@ -251,7 +251,9 @@ class Pool:
     def ready(self, threads):
         """Make sure ``threads - 1`` workers exist (at most ``MAX_WORKERS``)."""
         if self.workers < threads - 1:
-            self._grow(min(threads - 1, MAX_WORKERS))
+            # Uninterrupted: a worker started but not counted would serve
+            # the slot of the next one made.
+            _threads.uninterrupted(self._grow, min(threads - 1, MAX_WORKERS))
 
     def _grow(self, helpers):
         from ._kernels import compiled_serve

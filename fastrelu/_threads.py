@@ -43,6 +43,37 @@ class ForkSafeLock:
         self._lock.release()
 
 
+def uninterrupted(function, *args):
+    """``function(*args)``, run to its end even if a ``KeyboardInterrupt``
+    (or another signal handler's exception) comes while it runs.
+
+    Python runs signal handlers on the main thread only, between any two
+    bytecodes, so a ``with lock:`` there, in fastrelu or in Numba and
+    llvmlite, can be left with its lock taken.  On the main thread the
+    function therefore runs on a helper thread while the main thread waits:
+    an interrupt ends the wait and reaches the caller at once; the function
+    finishes in the background, releasing its locks, and what it made is
+    kept.  On other threads it is simply called.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return function(*args)
+    outcome = []
+
+    def target():
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as error:  # handed to the caller below
+            outcome.append((False, error))
+
+    helper = threading.Thread(target=target, name="fastrelu-uninterrupted", daemon=True)
+    helper.start()
+    helper.join()
+    done, value = outcome[0]
+    if done:
+        return value
+    raise value
+
+
 # Chunks per thread: a thread that starts late (a worker waking up) still
 # finds work, and one that is slowed down holds up the call by less.
 CHUNKS_PER_THREAD = 4

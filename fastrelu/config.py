@@ -14,7 +14,10 @@ variable ``FASTRELU_NUM_THREADS``.  ``DASK_BLOCK_THREADS`` caps the threads
 of each task of a Dask graph; it is read when the graph is built.
 ``CACHE_LOCK_SECONDS`` bounds how long a first call waits for another
 process that holds the lock of the compiled-code cache before it compiles
-in memory.
+in memory.  ``BUFFER_SIZE`` is the length, in elements, of the buffers
+through which a call converts its operands (float16 computes in float32,
+integers in floating point), broadcasts them or reads strided views: such
+a call needs a few buffers of extra memory, never a copy of its arrays.
 """
 
 import glob
@@ -87,7 +90,7 @@ class _ConfigModule(types.ModuleType):
     def __setattr__(self, name, value):
         if name == "PARALLEL_MIN_SIZE" and not isinstance(value, _Sizes):
             value = _Sizes(value)
-        if name in ("PARALLEL_MIN_CHUNK", "STREAM_MIN_BYTES"):
+        if name in ("PARALLEL_MIN_CHUNK", "STREAM_MIN_BYTES", "BUFFER_SIZE"):
             value = operator.index(value)
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -119,6 +122,11 @@ def _last_level_cache():
 # not stay there anyway, and such stores spare the read of each line of the
 # output before it is written, a third of a ReLU's memory traffic.
 STREAM_MIN_BYTES = _last_level_cache()
+
+# Elements per buffer of a call that converts, broadcasts or gathers its
+# operands (one buffer per operand that needs it): large enough that the
+# kernel splits each piece across threads (docs/performance.md), a few MiB.
+BUFFER_SIZE = 1 << 20
 
 # Seconds a first call waits for another process that holds the cache
 # folder's lock (compiling, or stopped in a debugger) before it compiles in
@@ -156,7 +164,7 @@ def _outside_the_package():
         if "importlib" in name and "_bootstrap" in name:
             frame = frame.f_back  # warnings skips these frames itself
             continue
-        if not name.startswith(here):
+        if not name.startswith((here, "<fastrelu")):  # "<fastrelu.relu>": a generated function
             return level
         frame, level = frame.f_back, level + 1
     return 1

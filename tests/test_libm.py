@@ -246,3 +246,31 @@ def test_restricted_functions_agree_with_the_general_ones_on_their_domain(dtype)
     got = compute("log1p_unit", special)
     np.testing.assert_array_equal(got[:4], np.log1p(special[:4].astype(np.float64)).astype(dtype))
     assert np.isnan(got[4])
+
+
+@needs_extended
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_of_a_sum_rounds_once(dtype):
+    """exp_nonpositive_sum(x, dx) is e**(x + dx), the exact sum, for x <= 0
+    and |dx| up to an ULP of x: within about one ULP where the result is
+    normal, within one subnormal spacing below."""
+
+    @numba.njit(error_model="numpy")
+    def loop(x, dx, out):
+        for i in range(x.size):
+            out[i] = _libm.exp_nonpositive_sum(x[i], dx[i])
+
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(6)
+    x = -rng.uniform(0, -np.log(float(fi.smallest_subnormal)) + 2, 400_000).astype(dtype)
+    dx = (rng.uniform(-1, 1, x.size) * np.spacing(np.abs(x))).astype(dtype)
+    got = np.empty_like(x)
+    loop(x, dx, got)
+    ref = np.exp(x.astype(LD) + dx.astype(LD))
+    normal = ref >= fi.smallest_normal
+    err = ulp_error(got[normal], ref[normal], dtype)
+    worst = int(np.argmax(err))
+    print(f"{np.dtype(dtype)} exp of a sum: max error {float(err[worst]):.3f} ULP at x={x[normal][worst]!r}")
+    assert err[worst] <= MAX_ULP, (float(err[worst]), x[normal][worst], dx[normal][worst])
+    below = np.abs(got[~normal].astype(LD) - ref[~normal]) / LD(fi.smallest_subnormal)
+    assert below.max() < 1, float(below.max())
