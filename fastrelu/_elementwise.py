@@ -186,7 +186,48 @@ def _direct_view(a, shape, compute, order, out):
     return None
 
 
-# nditer's flags for the buffered path: 1-D contiguous pieces of every
+def _converted_whole(kernel, inputs, views, target, compute, order, scalars):
+    """*kernel* on arrays of at most ``config.BUFFER_SIZE`` elements, with
+    the inputs whose *views* are None converted (cast, broadcast, gathered
+    or copied away from an overlap) into contiguous arrays of *compute* in
+    memory order *order*; a result *order* None goes through one too.  The
+    cheapest way for small arrays, and no more memory than the buffers of
+    :func:`_converted_in_pieces`."""
+    shape = target.shape
+    flat_order = order or "C"
+    arrays = []
+    for a, view in zip(inputs, views):
+        if view is None:
+            view = np.empty(shape, compute, order=flat_order)
+            np.copyto(view, a, casting="unsafe")
+            view = _flat(view, flat_order)
+        arrays.append(view)
+    result = _flat(target, order) if order is not None else np.empty(target.size, compute)
+    _kernels.launch(kernel, [*arrays, result], scalars)
+    if order is None:
+        np.copyto(target, result.reshape(shape), casting="unsafe")
+
+
+def _converted_in_pieces(kernel, inputs, target, compute, scalars):
+    """*kernel* on arrays of any size through NumPy's buffered iterator: the
+    operands that need it converted, broadcast or gathered
+    ``config.BUFFER_SIZE`` elements at a time, in memory order, so that the
+    extra memory is a few buffers whatever the size of the arrays."""
+    operands = [*inputs, target]
+    with np.nditer(
+        operands,
+        flags=_BUFFERED_FLAGS,
+        op_flags=[_READ] * len(inputs) + [_WRITE],
+        op_dtypes=[compute] * len(operands),
+        casting="unsafe",
+        order="K",
+        buffersize=config.BUFFER_SIZE,
+    ) as pieces:
+        for piece in pieces:
+            _kernels.launch(kernel, list(piece), scalars)
+
+
+# nditer's flags for _converted_in_pieces: 1-D contiguous pieces of every
 # operand, converted to the compute dtype where needed, in memory order; an
 # input that partly overlaps the output is copied first, an exact overlap
 # (relu(x, out=x)) is not.
@@ -308,27 +349,15 @@ def run(kernel, inputs, out, shape, result, scalars, compute, place="cpu", strea
     if n == 0:
         return target
 
+    if order is None or result != compute:
+        order = None  # the result goes through a buffer
     views = [_direct_view(a, shape, compute, order, out) for a in inputs]
-    if result == compute and order is not None and all(v is not None for v in views):
+    if order is not None and all(v is not None for v in views):
         _kernels.launch(kernel, [*views, _flat(target, order)], scalars)
+    elif n <= config.BUFFER_SIZE:
+        _converted_whole(kernel, inputs, views, target, compute, order, scalars)
     else:
-        # Conversions (float16 computes in float32, integers in floats),
-        # broadcasting and strided layouts, through buffers of
-        # config.BUFFER_SIZE elements: the extra memory is bounded by that,
-        # whatever the size of the arrays.
-        operands = [*inputs, target]
-        with np.nditer(
-            operands,
-            flags=_BUFFERED_FLAGS,
-            op_flags=[_READ] * len(inputs) + [_WRITE],
-            op_dtypes=[compute] * len(operands),
-            casting="unsafe",
-            order="K",
-            buffersize=config.BUFFER_SIZE,
-        ) as pieces:
-            for piece in pieces:
-                _kernels.launch(kernel, list(piece), scalars)
-
+        _converted_in_pieces(kernel, inputs, target, compute, scalars)
     if out is None and target.ndim == 0:
         return target[()]
     return target

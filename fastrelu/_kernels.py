@@ -364,7 +364,7 @@ def function(kernel, dtype, scalars):
     """The address of *kernel*'s chunk function for *dtype* (a NumPy dtype),
     the folded variant if *scalars* match it."""
     fold = _fold(kernel, scalars)
-    key = ("chunk", kernel.name, str(dtype), fold)
+    key = ("chunk", kernel.name, dtype, fold)
 
     def make():
         import numba
@@ -414,7 +414,7 @@ def entry(n_operands, dtype, ndim, n_scalars):
         return _compile_jit(ENTRIES[n_operands], sig)
 
     _pool_runner()  # the symbol the entry calls, before the entry is compiled or loaded
-    return _get(("entry", n_operands, str(dtype), ndim, n_scalars), make)
+    return _get(("entry", n_operands, dtype, ndim, n_scalars), make)
 
 
 def compiled_serve():

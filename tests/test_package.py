@@ -24,8 +24,8 @@ def test_import_loads_no_numba_and_compiles_nothing():
         "fastrelu.relu([1.0])\n"
         "assert 'numba' in sys.modules\n"
         "keys = sorted(e['key'] for e in _kernels.log)\n"
-        "assert keys == [\"('chunk', 'relu', 'float64', ())\", \"('entry', 1, 'float64', 1, 0)\",\n"
-        "                \"('pool',)\"], keys\n"
+        "assert keys == [\"('chunk', 'relu', dtype('float64'), ())\",\n"
+        "                \"('entry', 1, dtype('float64'), 1, 0)\", \"('pool',)\"], keys\n"
     )
     proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
