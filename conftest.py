@@ -1,6 +1,13 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # A fresh on-disk cache for every test session, set before Numba is imported:
-# tests must see kernels compiled from the current sources, never a stale cache.
-os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="fastrelu-test-cache-"))
+# tests must see kernels compiled from the current sources, never a stale
+# cache.  A folder given in NUMBA_CACHE_DIR is used as it is; the one made
+# here is removed at the end of the session.
+if "NUMBA_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="fastrelu-test-cache-")
+    os.environ["NUMBA_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)

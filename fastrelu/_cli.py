@@ -29,17 +29,56 @@ def _positive_int(text):
 
 
 def _size(text):
-    """An element count: 16777216, or 2**24."""
+    """An element count: 16777216, 2**24 or 1.6e7."""
     base, _, exponent = text.partition("**")
     try:
-        value = int(base) ** int(exponent) if exponent else int(base)
-    except ValueError:
+        if exponent:
+            value = int(base) ** int(exponent) if len(exponent) <= 3 else 0
+        elif "e" in base.lower():
+            number = float(base)
+            value = int(number) if number.is_integer() else 0
+        else:
+            value = int(base)
+    except (ValueError, OverflowError):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(
-            f"must be a positive number of elements like 16777216 or 2**24, got {text!r}"
+            f"must be a positive whole number of elements like 16777216, 2**24 or 1.6e7, got {text!r}"
         )
     return value
+
+
+def _available_memory():
+    """Bytes of memory this machine can give without swapping (Linux's
+    MemAvailable), or None where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# Arrays of the bench's size that `fastrelu bench` holds at once on the host
+# (x and grad, the copy's source and destination, two each, the outputs and
+# the peers'): its peak memory was 9.4 of them beyond Python's own.
+BENCH_ARRAYS = 10
+
+
+def _bench_fits(size, dtype):
+    """None, or why *size* elements of *dtype* do not fit in memory."""
+    available = _available_memory()
+    needed = BENCH_ARRAYS * size * np.dtype(dtype).itemsize
+    if available is None or needed <= available:
+        return None
+    fits = available // (BENCH_ARRAYS * np.dtype(dtype).itemsize)
+    return (
+        f"--size {size} needs about {needed / 2**30:.3g} GiB for {BENCH_ARRAYS} arrays of {dtype}, "
+        f"but {available / 2**30:.3g} GiB of memory is available; "
+        f"at most about 2**{int(fits).bit_length() - 1} elements fit"
+    )
 
 
 def _version(package):
@@ -120,6 +159,10 @@ def bench(args):
     if args.device == "cuda" and not fastrelu.cuda_available():
         print("fastrelu bench: error: --device cuda, but no usable CUDA GPU was found", file=sys.stderr)
         return 1
+    why = _bench_fits(args.size, args.dtype)
+    if why:
+        print(f"fastrelu bench: error: {why}", file=sys.stderr)
+        return 1
     if args.threads:
         fastrelu.set_num_threads(args.threads)
     where = cpu_model() if args.device == "cpu" else _cuda_device().partition(": ")[2]
@@ -147,6 +190,12 @@ def demo(args):
     """Train the demo's networks, print the table and write the figure."""
     from . import _demo
 
+    path = None if args.no_plot else Path(args.output)
+    if path is not None:
+        why = _unwritable(path)
+        if why:
+            print(f"fastrelu demo: error: cannot write the figure to {path}: {why}", file=sys.stderr)
+            return 1
     runs = len(_demo.TASKS) * len(_demo.RUNS)
     print(
         f"Training a {_demo.FEATURES}-{_demo.HIDDEN}-{_demo.HIDDEN}-{_demo.CLASSES} perceptron "
@@ -165,11 +214,24 @@ def demo(args):
     except ImportError:
         print("\nNo figure: matplotlib is not installed (pip install 'fastrelu[plot]').")
         return 0
-    path = Path(args.output)
-    path.parent.mkdir(parents=True, exist_ok=True)
     _demo.plot(results, path)
     print(f"\nLoss curves written to {path.resolve()}")
     return 0
+
+
+def _unwritable(path):
+    """None if a file can be written at *path* (its folder made if need be),
+    else why not; checked before the work whose result it will hold."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def make_parser():
@@ -177,8 +239,10 @@ def make_parser():
         prog="fastrelu",
         description="fastrelu: ReLU and softplus, forward and backward, at memory bandwidth.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastrelu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
 
     p = sub.add_parser("info", help="versions, threads, CUDA and the kernel cache")
     p.set_defaults(func=info)
@@ -189,7 +253,9 @@ def make_parser():
         description="Time fastrelu's four kernels on large arrays against NumPy's best equivalents "
         "(and PyTorch's, if installed), with preallocated outputs, and print GB/s and ratios.",
     )
-    p.add_argument("--size", type=_size, default=1 << 24, help="elements per array (default 2**24)")
+    p.add_argument(
+        "--size", type=_size, default=1 << 24, help="elements per array, like 2**24 or 1e6 (default 2**24)"
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="default float32")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="where the arrays live (default cpu)"
@@ -219,5 +285,9 @@ def make_parser():
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `fastrelu`: what it can do
+        parser.print_help()
+        return 0
     return args.func(args)

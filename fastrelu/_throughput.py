@@ -352,8 +352,8 @@ def quartiles(samples):
 
 def _host_arrays(size, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(size, dtype=np.float64).astype(dtype)
-    g = rng.standard_normal(size, dtype=np.float64).astype(dtype)
+    x = rng.standard_normal(size, dtype=dtype)  # drawn in dtype: no float64 temporaries
+    g = rng.standard_normal(size, dtype=dtype)
     return x, g
 
 

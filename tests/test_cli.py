@@ -34,10 +34,11 @@ def test_every_command_has_help(command):
 @pytest.mark.parametrize(
     "bad",
     [
-        [],
         ["frobnicate"],
         ["bench", "--size", "0"],
         ["bench", "--size", "2**x"],
+        ["bench", "--size", "1.5e-3"],
+        ["bench", "--size", "2**99999"],
         ["bench", "--dtype", "int8"],
         ["bench", "--device", "tpu"],
         ["bench", "--repeat", "x"],
@@ -52,6 +53,54 @@ def test_bad_options_give_one_line_and_status_2(bad):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and re.match(r"fastrelu( \w+)?: error: ", lines[0]), proc.stderr
     assert proc.stdout == ""
+
+
+def test_bare_command_lists_the_commands_and_version_says_it():
+    bare = fastrelu_cli()
+    assert bare.returncode == 0 and bare.stderr == ""
+    assert all(
+        re.search(rf"^\s+{name}\s+\S", bare.stdout, re.MULTILINE) for name in ("info", "bench", "demo")
+    )
+    version = fastrelu_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"fastrelu {fastrelu.__version__}"
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("16777216", 2**24), ("2**24", 2**24), ("1e6", 10**6), ("1.5E3", 1500), ("4e18", 4 * 10**18)],
+)
+def test_sizes_as_counts_powers_or_exponent_notation(text, value):
+    assert _cli._size(text) == value
+
+
+def test_bench_says_what_fits_instead_of_running_out_of_memory(monkeypatch, capsys):
+    """A size whose arrays exceed the available memory is refused before
+    anything is allocated, with what would fit."""
+    monkeypatch.setattr(_cli, "_available_memory", lambda: 2**30)
+    monkeypatch.setattr(
+        "fastrelu._throughput.measure", lambda *a, **k: pytest.fail("measured a size that does not fit")
+    )
+    assert _cli.main(["bench", "--size", "2**40"]) == 1
+    err = capsys.readouterr().err.strip()
+    fits = 2**30 // (_cli.BENCH_ARRAYS * 4)
+    assert err.startswith("fastrelu bench: error: --size 1099511627776 needs about")
+    assert f"at most about 2**{fits.bit_length() - 1} elements fit" in err
+    assert "\n" not in err
+
+
+def test_demo_checks_its_output_before_training(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(_demo, "run_all", lambda *a, **k: pytest.fail("trained for a figure it cannot write"))
+    assert _cli.main(["demo", "--output", "/proc/fastrelu/x.png"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fastrelu demo: error: cannot write the figure to /proc/fastrelu/x.png: ")
+    existing = tmp_path / "keep.png"
+    existing.write_bytes(b"old")
+    monkeypatch.setattr(_demo, "run_all", lambda *a, **k: [])
+    monkeypatch.setattr(_demo, "format_results", lambda results: "")
+    monkeypatch.setattr(_demo, "summary", lambda results: "")
+    monkeypatch.setattr(_demo, "plot", lambda results, path: path.write_bytes(b"new"))
+    assert _cli.main(["demo", "--output", str(existing)]) == 0
+    assert existing.read_bytes() == b"new"  # the check wrote nothing of its own
 
 
 def test_info_reports_versions_threads_cuda_and_cache():

@@ -3,6 +3,7 @@ draws what the pages claim."""
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,11 +29,62 @@ def test_site_builds_in_strict_mode(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
+    for page in sorted((tmp_path / "site").rglob("*.html")):
+        _check_published_text(page.relative_to(tmp_path / "site"), page.read_text())
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in ("relu", "relu_backward", "softplus", "softplus_backward", "cuda_available"):
         assert f"fastrelu.{name}" in api
     # The shared device parameters are filled in, not shown as a placeholder.
     assert "{device_parameters}" not in api and "__cuda_array_interface__" in api
+
+
+# Wording about how the project is run, not about the software.
+_INTERNAL = re.compile(r"\(issue \d|\bissue \d+\b|\bsessions?\b|\blent\b|/tmp/|closing note|\bgoals?\b", re.I)
+
+
+def _check_published_text(name, html):
+    """A page's HTML: no size like 2**28 turned into bold or emphasis by
+    Markdown, no project-internal wording."""
+    stray = re.search(r".{0,30}\d<(strong|em)>.{0,30}", html)
+    assert stray is None, f"{name}: Markdown emphasis from a ** or * in a size: {stray.group(0)!r}"
+    text = re.sub(r"<[^>]+>", " ", html)
+    internal = _INTERNAL.search(text)
+    assert internal is None, (
+        f"{name}: project-internal wording: {text[internal.start() - 60 : internal.end() + 60]!r}"
+    )
+
+
+def test_the_readme_speaks_of_the_software():
+    readme = (ROOT / "README.md").read_text()
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    prose = re.sub(r"`[^`]*`", "", prose)
+    sizes = re.search(r".{0,30}\d\*\*\d.{0,30}", prose)
+    assert sizes is None, f"a size Markdown would turn into bold: {sizes.group(0)!r}"
+    internal = _INTERNAL.search(readme)
+    assert internal is None, readme[internal.start() - 60 : internal.end() + 60]
+
+
+# Characters of code a page shows without cutting a line (the copy button
+# sits over the end of the first line of longer ones).
+CODE_WIDTH = 80
+
+
+def test_code_on_the_pages_fits_their_width():
+    """Code in the pages' code blocks, and the example files they include,
+    fit in CODE_WIDTH characters; program output (``text`` blocks) is
+    exempt."""
+    long = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.finditer(r"```(\w*)[^\n]*\n(.*?)```", page.read_text(), re.S):
+            if block.group(1) != "text":
+                long += [
+                    f"{page.name}: {line}" for line in block.group(2).splitlines() if len(line) > CODE_WIDTH
+                ]
+    for example in sorted((ROOT / "docs" / "examples").glob("*.py")):
+        long += [
+            f"{example.name}: {line}" for line in example.read_text().splitlines() if len(line) > CODE_WIDTH
+        ]
+    assert not long, "\n".join(long)
 
 
 def _figures():

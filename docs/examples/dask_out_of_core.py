@@ -27,7 +27,9 @@ def make_inputs(folder, size, chunk):
     """Write random ``x`` and ``grad`` Zarr stores of *size* float32 elements
     in chunks of *chunk*, generated chunk by chunk by the workers."""
     for name, seed in (("x", 0), ("grad", 1)):
-        values = da.random.default_rng(seed).standard_normal(size, chunks=chunk, dtype=np.float32)
+        values = da.random.default_rng(seed).standard_normal(
+            size, chunks=chunk, dtype=np.float32
+        )
         # Exact zeros, where the subgradient at zero shows.
         values = da.where(abs(values) < 0.01, np.float32(0), values)
         da.to_zarr(values, str(folder / f"{name}.zarr"), overwrite=True)
@@ -47,18 +49,27 @@ def relu_backward_on_disk(folder, at_zero=0.0):
         overwrite=True,
     )
     # Each task writes its own chunk of the result, so no lock is needed.
-    da.store(fastrelu.relu_backward(x, grad, at_zero=at_zero), result, lock=False)
+    da.store(
+        fastrelu.relu_backward(x, grad, at_zero=at_zero), result, lock=False
+    )
     return result
 
 
 def check_on_disk(folder, at_zero=0.0):
     """Compare the result store with NumPy's ``where`` chunk by chunk;
     return the number of elements checked."""
-    x, grad, result = (zarr.open_array(str(folder / f"{n}.zarr"), mode="r") for n in ("x", "grad", "result"))
+    x, grad, result = (
+        zarr.open_array(str(folder / f"{n}.zarr"), mode="r")
+        for n in ("x", "grad", "result")
+    )
     step = result.chunks[0]
     for lo in range(0, result.shape[0], step):
         xs, gs = x[lo : lo + step], grad[lo : lo + step]
-        want = np.where(xs > 0, gs, np.where(xs == 0, np.float32(at_zero) * gs, np.float32(0)))
+        want = np.where(
+            xs > 0,
+            gs,
+            np.where(xs == 0, np.float32(at_zero) * gs, np.float32(0)),
+        )
         np.testing.assert_array_equal(result[lo : lo + step], want)
     return result.shape[0]
 
@@ -67,7 +78,11 @@ def main(folder):
     size, chunk, memory = 1 << 27, 1 << 21, "320MiB"
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, memory_limit=memory, host="127.0.0.1", dashboard_address=None
+            n_workers=2,
+            threads_per_worker=1,
+            memory_limit=memory,
+            host="127.0.0.1",
+            dashboard_address=None,
         ) as cluster,
         Client(cluster),
     ):
@@ -76,7 +91,8 @@ def main(folder):
     n = check_on_disk(folder, at_zero=0.5)
     gib = 2 * n * 4 / 2**30
     print(
-        f"relu_backward over {gib:.1f} GiB of inputs on disk with 2 workers of {memory}: {n} elements checked"
+        f"relu_backward over {gib:.1f} GiB of inputs on disk with 2 workers "
+        f"of {memory}: {n} elements checked"
     )
 
 
