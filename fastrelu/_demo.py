@@ -217,24 +217,47 @@ def summary(results):
 
 
 def plot(results, path):
-    """Write the loss curves of *results* to the PNG *path*, one panel per task."""
+    """Write the loss curves of *results* to the PNG *path*: one column per
+    task, the losses above and, below, how far each ReLU run's loss is from
+    that of ``at_zero=0`` (the curves above lie on top of each other where
+    the choice changes little)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 3.8), sharey=False)
+    fig, axes = plt.subplots(2, len(TASKS), figsize=(10, 6.4), sharex=True, squeeze=False)
     styles = {"relu, at_zero=0": "-", "relu, at_zero=0.5": "--", "relu, at_zero=1": ":", "softplus": "-."}
-    for ax, task in zip(axes, TASKS):
-        for r in results:
-            if r.task == task:
-                epochs = range(1, len(r.losses) + 1)
-                ax.plot(epochs, r.losses, styles.get(r.label, "-"), label=r.label, linewidth=1.6)
-        ax.set_title(f"{task} task")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean training loss")
-        ax.set_yscale("log")
-        ax.legend()
+    colors = {label: f"C{i}" for i, label in enumerate(styles)}
+    for column, task in enumerate(TASKS):
+        runs = {r.label: np.asarray(r.losses) for r in results if r.task == task}
+        epochs = np.arange(1, len(next(iter(runs.values()))) + 1)
+        top, bottom = axes[0, column], axes[1, column]
+        for label, losses in runs.items():
+            top.plot(
+                epochs, losses, styles.get(label, "-"), color=colors.get(label), label=label, linewidth=1.6
+            )
+        top.set_title(f"{task} task")
+        top.set_ylabel("mean training loss")
+        top.set_yscale("log")
+        top.legend()
+        base = runs.get("relu, at_zero=0")
+        for label, losses in runs.items():
+            if label.startswith("relu") and base is not None and losses is not base:
+                bottom.plot(
+                    epochs,
+                    losses - base,
+                    styles.get(label, "-"),
+                    color=colors.get(label),
+                    label=label,
+                    linewidth=1.6,
+                )
+        bottom.axhline(0, color="0.6", linewidth=0.8)
+        bottom.set_ylabel("loss − loss at at_zero=0")
+        bottom.set_xlabel("epoch")
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -87,6 +87,21 @@ def test_code_on_the_pages_fits_their_width():
     assert not long, "\n".join(long)
 
 
+def test_the_kink_page_shows_what_fastrelu_demo_prints():
+    """The demo's table on the kink page is the output of the command it
+    names, line for line (the page may stop before the closing remark)."""
+    page = (ROOT / "docs" / "kink.md").read_text()
+    shown = re.search(r"```text\n\$ fastrelu demo\n(.*?)```", page, re.S).group(1).splitlines()
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrelu", "demo", "--no-plot"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.splitlines()
+    printed = printed[next(i for i, line in enumerate(printed) if line.startswith("task ")) :]
+    assert len(shown) >= 10, "the page shows less than the table"
+    assert shown == printed[: len(shown)], "docs/kink.md: run `fastrelu demo` and paste its table"
+
+
 def _figures():
     spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
     module = importlib.util.module_from_spec(spec)
