@@ -28,6 +28,7 @@ Nothing waits for the GPU unless the result must come back to the host.
 
 import contextlib
 import ctypes
+from typing import Any
 
 import numpy as np
 from numba import config, cuda, types
@@ -145,7 +146,7 @@ def fill_kernel(dst, value, n):
 
 
 _HELPERS = {"gather": gather_kernel, "scatter": scatter_kernel, "fill": fill_kernel}
-_dispatchers = {}
+_dispatchers: dict[Any, Any] = {}
 
 
 def dispatcher(name, width=1):
@@ -160,7 +161,7 @@ def dispatcher(name, width=1):
     return disp
 
 
-_pointer_types = {}
+_pointer_types: dict[Any, Any] = {}
 
 
 def pointer(dtype):
@@ -176,7 +177,7 @@ def scalars_type(compute, count):
     return types.UniTuple(from_dtype(compute), count) if count else types.Tuple(())
 
 
-_compiled = {}  # (name, width, compute, spec) -> the compiled kernel
+_compiled: dict[Any, Any] = {}  # (name, width, compute, spec) -> the compiled kernel
 
 
 def launch(name, compute, spec, n, args, stream, width=1):
@@ -338,12 +339,12 @@ def on_device(device):
     return cuda.gpus[device]
 
 
-_streams = {}  # (device, handle) -> a Numba stream over the handle
+_streams: dict[Any, Any] = {}  # (device, handle) -> a Numba stream over the handle
 # Numba stream -> what a compiled kernel's launch takes: numba-cuda's
 # dispatcher turns its streams into cuda.core streams first (0.30 on), and so
 # does fastrelu, which launches compiled kernels without the dispatcher.
-_launch_streams = {}
-_events = {}  # device -> an event for cross-stream waits
+_launch_streams: dict[Any, Any] = {}
+_events: dict[Any, Any] = {}  # device -> an event for cross-stream waits
 
 
 def numba_stream(handle, device):

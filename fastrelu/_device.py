@@ -16,13 +16,14 @@ the result's shape, otherwise a contiguous copy made on the device
 import functools
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
 DEVICES = (None, "cpu", "cuda")
 
 
-def cuda_available():
+def cuda_available() -> bool:
     """Whether a CUDA GPU (or Numba's CUDA simulator) can run fastrelu's kernels.
 
     Never raises and prints nothing: without numba-cuda, a driver or a GPU
@@ -176,7 +177,7 @@ def _dtype(typestr):
     return np.dtype(typestr)
 
 
-_torch_dtypes = {}
+_torch_dtypes: dict[Any, Any] = {}
 
 
 def _torch_dtype(dtype):

@@ -9,6 +9,7 @@ float16, partial overlap with ``out``).
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def compute_dtype(result):
     return _FLOAT32 if result == _FLOAT16 else result
 
 
-_log1p_dtypes = {}
+_log1p_dtypes: dict[Any, Any] = {}
 
 
 def float_result(dt):
@@ -62,7 +63,7 @@ def float_result(dt):
     return res
 
 
-_normal_ranges = {}
+_normal_ranges: dict[Any, Any] = {}
 
 
 def normal_range(dt):
@@ -253,7 +254,7 @@ def same_dtype_types(kernel, dtype, params):
 
 # The GPU's common case: (kernel name, dtype, *keyword arguments) -> what
 # same_dtype_types gives.  Keyword arguments must be Python numbers or None.
-_DEVICE_FAST = {}
+_DEVICE_FAST: dict[Any, Any] = {}
 _DEVICE_FAST_MAX = 4096
 KEY_TYPES = frozenset({float, int, type(None)})  # keyword arguments that serve as keys
 

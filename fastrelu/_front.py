@@ -17,6 +17,7 @@ Python around it: one level of function call is a fifth of the budget.
 """
 
 import inspect
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from . import _elementwise, _kernels, _threads, config
 
 # Per kernel: (dtype, ndim, *keyword arguments) -> (entry, chunk function,
 # scalars), or None where the fast path does not apply.
-FAST = {}
+FAST: dict[str, dict[Any, Any]] = {}
 _FAST_MAX = 4096  # entries; beyond, FAST starts again (varying keyword arguments)
 _SHARED = ("device", "stream")
 

@@ -25,6 +25,7 @@ import hashlib
 import os
 import time
 import warnings
+from typing import Any
 
 from . import _threads, config
 from ._threads import ForkSafeLock
@@ -34,11 +35,12 @@ DONE, UNSUPPORTED, NEEDS_PLAN = 0, 1, 2
 
 _JIT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
 
-_compiled = {}  # key -> compiled code: a chunk function's address, an entry point, the wait loop
-_keep = []  # the compiled objects behind those addresses
+# key -> compiled code: a chunk function's address, an entry point, the wait loop
+_compiled: dict[Any, Any] = {}
+_keep: list[Any] = []  # the compiled objects behind those addresses
 # What was compiled or loaded, in order: {"key": str, "loaded": from the
 # cache or compiled, "cache_path": the cache folder or None}.
-log = []
+log: list[dict[str, Any]] = []
 _lock = ForkSafeLock()
 
 
@@ -71,7 +73,7 @@ def _after_fork_in_child():
     _lock_fds.clear()
 
 
-_lock_fds = set()  # descriptors of the cache folder's lock file held now
+_lock_fds: set[int] = set()  # descriptors of the cache folder's lock file held now
 
 if hasattr(os, "register_at_fork"):  # POSIX only; the child renews _lock itself
     # Hooks run before a fork in the reverse order of their registration:
@@ -172,7 +174,7 @@ def _require_the_compiler():
         )
 
 
-_in_memory_why = []  # why compiled code is not cached, until it is said
+_in_memory_why: list[str] | None = []  # why compiled code is not cached, until it is said
 
 
 def _in_memory(fault, cache):
@@ -266,7 +268,7 @@ def _compile_cfunc(pyfunc, sig):
     return cfunc.address, cached and cfunc.cache_hits > 0, cfunc._cache if cached else None
 
 
-_dispatchers = {}  # (Python function, cached) -> its Numba dispatcher
+_dispatchers: dict[Any, Any] = {}  # (Python function, cached) -> its Numba dispatcher
 
 
 def _dispatcher(pyfunc, caching):

@@ -19,6 +19,7 @@ import gc
 import platform
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def cpu_model():
 COPY = Kernel("copy", "identity", ("x",), (), lambda arrays, objects: None, 0, streams=True)
 
 
-_copies = {}  # dtype -> (entry, chunk function, scalars) of COPY
+_copies: dict[Any, Any] = {}  # dtype -> (entry, chunk function, scalars) of COPY
 
 
 def parallel_copy(dst, src):

@@ -32,7 +32,7 @@ def width(dtype):
     return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
-if config.ENABLE_CUDASIM:
+if config.ENABLE_CUDASIM:  # type: ignore[attr-defined]
 
     def _load_type(dtype):
         return np.float32 if dtype == np.float16 else dtype.type

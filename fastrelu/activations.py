@@ -5,8 +5,17 @@ signature and documentation; :func:`fastrelu._front.elementwise` makes the
 function that runs it.
 """
 
+from __future__ import annotations  # the signatures below are copied as text
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from numpy.typing import ArrayLike
+
 from ._front import elementwise
 from ._table import KERNELS
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
         Where to compute.  ``None`` follows the data: GPU arrays (objects
@@ -25,15 +34,15 @@ _DEVICE_PARAMETERS = """device : {None, "cpu", "cuda"}, optional
         CPU."""
 
 
-def _public(func):
+def _public(func: _F) -> _F:
     """The public function of the kernel named like *func*, with *func*'s
     signature and docstring; the parameters every function shares are filled in."""
-    func.__doc__ = func.__doc__.replace("{device_parameters}", _DEVICE_PARAMETERS)
+    func.__doc__ = (func.__doc__ or "").replace("{device_parameters}", _DEVICE_PARAMETERS)
     return elementwise(KERNELS[func.__name__])(func)
 
 
 @_public
-def relu(x, out=None, *, device=None, stream=None):
+def relu(x: ArrayLike, out: Any = None, *, device: str | None = None, stream: Any = None) -> Any:
     """Rectified linear unit, ``max(x, 0)``, element by element.
 
     Parameters
@@ -73,7 +82,15 @@ def relu(x, out=None, *, device=None, stream=None):
 
 
 @_public
-def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
+def relu_backward(
+    x: ArrayLike,
+    grad: ArrayLike,
+    out: Any = None,
+    *,
+    at_zero: float = 0.0,
+    device: str | None = None,
+    stream: Any = None,
+) -> Any:
     """Gradient of ReLU: the upstream gradient masked by ``x > 0``.
 
     Parameters
@@ -135,7 +152,15 @@ def relu_backward(x, grad, out=None, *, at_zero=0.0, device=None, stream=None):
 
 
 @_public
-def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
+def softplus(
+    x: ArrayLike,
+    out: Any = None,
+    *,
+    beta: float = 1.0,
+    threshold: float | None = None,
+    device: str | None = None,
+    stream: Any = None,
+) -> Any:
     """Softplus, ``log(1 + exp(beta * x)) / beta``, element by element.
 
     Computed without overflow and accurate to a few units in the last place
@@ -186,7 +211,16 @@ def softplus(x, out=None, *, beta=1.0, threshold=None, device=None, stream=None)
 
 
 @_public
-def softplus_backward(x, grad, out=None, *, beta=1.0, threshold=None, device=None, stream=None):
+def softplus_backward(
+    x: ArrayLike,
+    grad: ArrayLike,
+    out: Any = None,
+    *,
+    beta: float = 1.0,
+    threshold: float | None = None,
+    device: str | None = None,
+    stream: Any = None,
+) -> Any:
     """Gradient of softplus: ``grad * sigmoid(beta * x)``.
 
     Parameters

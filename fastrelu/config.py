@@ -26,14 +26,14 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from ._table import KERNELS
 
 # Called after any change of the thread settings: the public functions keep
 # each kernel's size next to its compiled code, and compiled code reads the
 # others from a copy (fastrelu._threads.settings).
-_listeners = []
+_listeners: list[Callable[[], None]] = []
 _OBSERVED = ("PARALLEL_MIN_SIZE", "PARALLEL_MIN_CHUNK", "STREAM_MIN_BYTES", "_num_threads")
 
 
@@ -195,12 +195,12 @@ def _default_threads():
 _num_threads = _default_threads()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Return the number of threads fastrelu uses for large arrays."""
     return _num_threads
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads fastrelu uses for large arrays.
 
     Parameters

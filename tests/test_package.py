@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,26 @@ def test_version_matches_the_installed_metadata():
     from importlib.metadata import version
 
     assert fastrelu.__version__ == version("fastrelu")
+
+
+def test_the_package_and_its_users_type_check(tmp_path):
+    """mypy passes on the package (``py.typed`` marks it as typed), and sees
+    the public signatures: a caller's wrong argument types are reported."""
+    root = Path(__file__).resolve().parents[1]
+    package = run_python("-m", "mypy", "--config-file", str(root / "pyproject.toml"), "-p", "fastrelu")
+    assert package.returncode == 0, package.stdout + package.stderr
+    assert (root / "fastrelu" / "py.typed").exists()
+    user = tmp_path / "user.py"
+    user.write_text(
+        "import numpy as np\n"
+        "import fastrelu\n"
+        "x = np.ones(3)\n"
+        "fastrelu.relu_backward(x, x, at_zero=0.5)\n"
+        "fastrelu.softplus(x, beta=2, threshold=None)\n"
+        "n: int = fastrelu.get_num_threads()\n"
+        "fastrelu.relu_backward(x, x, at_zero='half')\n"
+        "fastrelu.set_num_threads('2')\n"
+    )
+    checked = run_python("-m", "mypy", "--config-file", str(root / "pyproject.toml"), str(user))
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in errors] == ["7", "8"], checked.stdout
