@@ -334,10 +334,8 @@ def _get(key, make):
     uninterrupted (:func:`fastrelu._threads.uninterrupted`)."""
     compiled = _compiled.get(key)
     if compiled is None:
-        try:
-            compiled = _threads.uninterrupted(_make, key, make)
-        finally:
-            _say_in_memory()
+        compiled = _threads.uninterrupted(_make, key, make)
+        _say_in_memory()
     return compiled
 
 
