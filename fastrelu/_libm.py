@@ -259,23 +259,6 @@ def _exp(x, dx, may_overflow, with_dx):
 
 
 @register_jitable(forceinline=True)
-def log1p(x):
-    """log(1 + x), to within about one ULP; -inf at -1 and NaN below."""
-    T = type(x)
-    one = T(1)
-    # Computed for every x and then replaced: straight-line code vectorises
-    # where early returns around the division did not.
-    y = log1p_finite(x)
-    if x == -one:
-        y = T(-np.inf)
-    if x < -one:
-        y = T(np.nan)
-    if x == T(np.inf) or x == T(0):
-        y = x  # inf, and zero with its sign
-    return y
-
-
-@register_jitable(forceinline=True)
 def log1p_unit(x):
     """log(1 + x) for x in [0, 1] (NaN gives NaN), the range of softplus.
 
