@@ -70,10 +70,11 @@ BENCH_ARRAYS = 10
 def _bench_fits(size, dtype):
     """None, or why *size* elements of *dtype* do not fit in memory."""
     available = _available_memory()
-    needed = BENCH_ARRAYS * size * np.dtype(dtype).itemsize
+    per_element = BENCH_ARRAYS * np.dtype(dtype).itemsize
+    needed = size * per_element
     if available is None or needed <= available:
         return None
-    fits = available // (BENCH_ARRAYS * np.dtype(dtype).itemsize)
+    fits = available // per_element
     return (
         f"--size {size} needs about {needed / 2**30:.3g} GiB for {BENCH_ARRAYS} arrays of {dtype}, "
         f"but {available / 2**30:.3g} GiB of memory is available; "
