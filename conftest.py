@@ -1,4 +1,5 @@
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -11,3 +12,7 @@ if "NUMBA_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="fastrelu-test-cache-")
     os.environ["NUMBA_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+# fastrelu/torch.py imports PyTorch, an optional extra: its examples run
+# where PyTorch is installed.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["fastrelu/torch.py"]

@@ -4,9 +4,11 @@
 
 Runs ``bench/test_kernels.py``, ``bench/test_startup.py`` and
 ``bench/test_dask.py`` (when Dask is installed) under
-pytest-benchmark, then ``bench/render.py`` on the JSON they wrote; with
-``--repeat N``, N times, rendering each benchmark's median over the runs.  Options
-other than ``--json``, ``--output`` and ``--repeat`` go to pytest after the defaults here,
+pytest-benchmark, then ``bench/render.py`` on the JSON they wrote, which
+keeps the results in ``--record`` (``docs/data/bench-suite.json``) and
+renders them into the page; with ``--repeat N``, N times, pooling the
+samples of the runs.  Options other than ``--json``, ``--record``,
+``--output`` and ``--repeat`` go to pytest after the defaults here,
 so that they override them (``--benchmark-max-time=2``, ``-k softplus``).
 ``FASTRELU_BENCH_SIZES=12,16`` restricts the sizes to 2**12 and 2**16
 elements.  ``bench/test_switchover.py``, the slow serial-against-threaded
@@ -20,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from render import render
+import render
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ["bench/test_kernels.py", "bench/test_startup.py", "bench/test_dask.py"]
@@ -85,9 +87,8 @@ def main(argv=None):
         default=ROOT / ".benchmarks" / "fastrelu-bench.json",
         help="the results file (default: .benchmarks/fastrelu-bench.json)",
     )
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "docs" / "performance.md", help="default: docs/performance.md"
-    )
+    parser.add_argument("--record", type=Path, help="default: data/bench-suite.json next to the page")
+    parser.add_argument("--output", type=Path, default=render.PAGE, help="default: docs/performance.md")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -111,9 +112,10 @@ def main(argv=None):
             message = f"run.py: pytest exited with status {status}; {args.output} left as it was"
             print(message, file=sys.stderr)
             return status or 1
-    image = render(paths, args.output)
-    print(f"wrote {args.output}" + (f" and {image}" if image else "") + f" from {', '.join(map(str, paths))}")
-    return 0
+    command = " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    options = [f"--output={args.output}", f"--command={command}"]
+    options += [f"--record={args.record}"] if args.record else []
+    return render.main([*map(str, paths), *options])
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@
 single-threaded worker process per core.  Every graph has one task per chunk:
 fastrelu's (``fastrelu.relu_backward(x, g)`` on Dask arrays), and the NumPy
 expression mapped over the same chunks with ``da.map_blocks``.  fastrelu runs
-twice: as shipped, each task's chunk on one thread (``DASK_BLOCK_THREADS =
-1``), and with each chunk split over all of fastrelu's threads as outside Dask
-(``None``), the measurement behind that default.  A round computes the graph
+twice: as shipped, each task's chunk on one thread
+(``config.DASK_BLOCK_THREADS`` is 1), and with each chunk split over all of
+fastrelu's threads as outside Dask (``config.set(dask_block_threads=None)``),
+the measurement behind that default.  A round computes the graph
 and keeps the result in memory (``persist``), on the scheduler's threads or
 the cluster's workers, from inputs already there; the previous round's
 result is freed before it, outside the timing.
@@ -135,9 +136,10 @@ def cluster():
         yield Scheduler("LocalCluster", persist, lambda a: client.compute(a).result(), release)
 
 
-def _run(benchmark, monkeypatch, scheduler, op, key):
+def _run(benchmark, scheduler, op, key):
+    """The benchmark of *op* by *key* on *scheduler*, the graph built with
+    the threads per task of *key* in force."""
     label, threads, build = IMPLEMENTATIONS[op][key]
-    monkeypatch.setattr(config, "DASK_BLOCK_THREADS", threads)
     x, g = scheduler.inputs
 
     kept = []
@@ -179,10 +181,12 @@ def _run(benchmark, monkeypatch, scheduler, op, key):
 
 
 @pytest.mark.parametrize("op, key", CASES)
-def test_threaded_scheduler(benchmark, monkeypatch, threaded, op, key):
-    _run(benchmark, monkeypatch, threaded, op, key)
+def test_threaded_scheduler(benchmark, threaded, op, key):
+    with config.set(dask_block_threads=IMPLEMENTATIONS[op][key][1]):
+        _run(benchmark, threaded, op, key)
 
 
 @pytest.mark.parametrize("op, key", CASES)
-def test_local_cluster(benchmark, monkeypatch, cluster, op, key):
-    _run(benchmark, monkeypatch, cluster, op, key)
+def test_local_cluster(benchmark, cluster, op, key):
+    with config.set(dask_block_threads=IMPLEMENTATIONS[op][key][1]):
+        _run(benchmark, cluster, op, key)

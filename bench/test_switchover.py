@@ -24,10 +24,15 @@ from fastrelu._table import KERNELS
 from fastrelu._throughput import interleave
 
 
+@pytest.fixture
+def chunks_of_256():
+    with config.set(parallel_min_chunk=1 << 8):
+        yield
+
+
 @pytest.mark.parametrize("size", [2**p for p in range(10, 25)])
 @pytest.mark.parametrize("kernel", list(KERNELS))
-def test_switchover(benchmark, request, monkeypatch, rng, kernel, size):
-    monkeypatch.setattr(config, "PARALLEL_MIN_CHUNK", 1 << 8)
+def test_switchover(benchmark, request, chunks_of_256, rng, kernel, size):
     arrays = [rng.standard_normal(size).astype(np.float32) for _ in KERNELS[kernel].operands]
     arrays.append(np.empty_like(arrays[0]))
     dtype = arrays[0].dtype

@@ -235,6 +235,7 @@ def softplus_ulp(output_dir):
             (naive, "tab:blue", f"log1p(exp(x)): max {naive[np.isfinite(naive)].max():.2f} where finite"),
             (fast, "tab:orange", f"fastrelu.softplus: max {fast.max():.2f}"),
         ):
+            print(f"softplus-ulp, {np.dtype(dtype).name}: {label}")
             centres, peaks = _bin_max(x, np.clip(errors, ULP_FLOOR, ULP_CEILING))
             ax.plot(centres, peaks, color=colour, lw=1, label=label)
         ax.axhline(4, color="black", ls=":", lw=1, label="4 ULP")
@@ -267,7 +268,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for draw in FIGURES:
-        print(f"wrote {draw(args.output_dir)}")
+        print(f"wrote {draw(args.output_dir).name}")
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _device, _kernels, config
+from . import _device, _kernels, _kinds, config
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -304,6 +304,10 @@ def call(kernel, objects, out, device, stream, params):
     (as passed), ``out``, ``device``, ``stream`` and the kernel's keyword
     arguments *params* (a dict).  Checks everything before anything is
     written, then computes."""
+    adapted = _kinds.adapt(kernel.operands, objects, out)
+    if adapted is not None:
+        objects, out, finish = adapted
+        return finish(call(kernel, tuple(objects), out, device, stream, params))
     if device is None and type(objects[0]) is not np.ndarray and _device.is_device_array(objects[0]):
         done = _device_call(kernel, objects, out, stream, params)
         if done is not NotImplemented:

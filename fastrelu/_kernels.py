@@ -9,7 +9,7 @@ on-disk cache, or loaded from there:
   a C function that any thread can call through its address);
 - an entry per number of arrays, dtype and number of dimensions (what
   Python calls);
-- the workers' wait loop.
+- the workers' wait loop, and the function that ends a worker.
 
 All of it is serial code: the threads are fastrelu's own
 (:mod:`fastrelu._pool`).  Numba's ``parallel=True`` is not used: its
@@ -428,6 +428,19 @@ def compiled_serve():
         return _compile_jit(_pool.serve, (types.int64,) * 3)
 
     return _get(("serve",), make)
+
+
+def compiled_retire():
+    """The pool's :func:`fastrelu._pool.retire`, which ends a worker, compiled."""
+
+    def make():
+        from numba import types
+
+        from . import _pool
+
+        return _compile_jit(_pool.retire, (types.int64,) * 2)
+
+    return _get(("retire",), make)
 
 
 def fast(kernel, dtype, ndim, scalars):

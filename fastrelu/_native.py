@@ -86,6 +86,17 @@ def fetch_add(typingctx, address, value):
 
 
 @intrinsic
+def exchange(typingctx, address, value):
+    """Replace the int64 at *address* by *value*, with release and acquire
+    order; return the value before."""
+
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("xchg", _word(builder, args[0]), args[1], "acq_rel")
+
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
 def load_float(typingctx, address):
     """The float64 at *address* (plain load)."""
 

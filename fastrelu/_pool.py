@@ -32,6 +32,16 @@ Protocol, over a block of shared int64 words (the *control block*):
   asleep, looks once more for a job, and sleeps on its lock.  Marking and
   publishing are full barriers, so either the worker sees the job or the
   owner sees the mark and wakes it.
+- Workers are made as a call needs them, and end when the thread count is
+  set lower: the last worker is uncounted first (``Pool.workers`` and the
+  workers word of ``_threads.settings``), so that no new plan counts on
+  it; then :func:`retire` swaps ``EXIT`` into its state word, and releases
+  its lock if the swap took it from ``ASLEEP`` (whoever takes a state from
+  ``ASLEEP`` releases the lock, exactly once).  The worker sees ``EXIT``
+  between two rounds of its wait, or when it wakes, never inside a chunk
+  it claimed, and returns; Python joins its thread and frees its lock
+  before the slot serves a new worker.  A call still under way wakes only
+  workers found ``ASLEEP``, and never waits for one, so it is not held up.
 
 Importing this module imports Numba.  After a fork the child starts with no
 workers and makes its own when it needs them.
@@ -45,10 +55,11 @@ import llvmlite.binding
 import numpy as np
 from numba.extending import register_jitable
 
-from . import _threads
+from . import _threads, config
 from ._native import (
     call_chunk,
     compare_exchange,
+    exchange,
     external5,
     fence,
     fetch_add,
@@ -71,7 +82,7 @@ ARGS = 32  # 8 words of arguments for the chunk function
 WORKERS = 40  # per worker: its state and the address of its lock
 SEGMENTS = WORKERS + 2 * MAX_WORKERS + 2  # per thread: a claim word on its own line
 _WORDS = SEGMENTS + 8 * (MAX_WORKERS + 1)
-AWAKE, ASLEEP = 0, 1
+AWAKE, ASLEEP, EXIT = 0, 1, 2  # a worker's state
 _JOB_MASK = (1 << 31) - 1
 _FIELD = 0xFFFF  # the thread count in JOB; a segment's chunk count and next chunk
 
@@ -111,7 +122,9 @@ def _work(ctrl, job, home, threads):
 @register_jitable
 def _spin(ctrl, index, seen, spins):
     """Join every job posted after job *seen* that wants worker *index*,
-    until *spins* rounds pass without one; return the last job seen."""
+    until *spins* rounds pass without one or the worker is told to exit;
+    return the last job seen."""
+    state = ctrl + 8 * (WORKERS + 2 * index)
     idle = 0
     while idle < spins:
         posted = load_acquire(ctrl + 8 * JOB)
@@ -124,22 +137,39 @@ def _spin(ctrl, index, seen, spins):
         else:
             spin_pause()
             idle += 1
+        if load(state) == EXIT:  # every round: calls that keep coming do not hold it
+            break
     return seen
 
 
 def serve(ctrl, index, spins):
-    """Worker *index*'s life: spin for jobs, sleep, be woken; never returns."""
+    """Worker *index*'s life: spin for jobs, sleep, be woken; returns when
+    :func:`retire` has set its state to ``EXIT``, holding its lock."""
     state = ctrl + 8 * (WORKERS + 2 * index)
     lock = load(state + 8)
     seen = -1  # joins a job under way, if any
     while True:
         seen = _spin(ctrl, index, seen, spins)
-        compare_exchange(state, AWAKE, ASLEEP)
+        if compare_exchange(state, AWAKE, ASLEEP) == EXIT:
+            return
         if (load_acquire(ctrl + 8 * JOB) >> 32) != seen:
             if compare_exchange(state, ASLEEP, AWAKE) == ASLEEP:
                 continue  # a job came while this worker was going to sleep
-            # ... and its owner has already released the lock: take it back
-        lock_acquire(lock)  # until an owner releases it, having set the state AWAKE
+            # ... and its owner (or retire) has already released the lock,
+            # or is about to: take it back
+        lock_acquire(lock)  # until an owner releases it, having set the state AWAKE, or retire
+        if load(state) == EXIT:
+            return
+
+
+def retire(ctrl, index):
+    """Tell worker *index* to exit, waking it if it sleeps; return the
+    state it was in.  Python has uncounted it first."""
+    state = ctrl + 8 * (WORKERS + 2 * index)
+    found = exchange(state, EXIT)
+    if found == ASLEEP:
+        lock_release(load(state + 8))
+    return found
 
 
 _ALIGN = 64  # chunk boundaries: a 64-byte cache line of the smallest itemsize
@@ -236,15 +266,19 @@ _allocate_lock = ctypes.pythonapi.PyThread_allocate_lock
 _allocate_lock.restype = ctypes.c_void_p
 _acquire_lock = ctypes.pythonapi.PyThread_acquire_lock
 _acquire_lock.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_free_lock = ctypes.pythonapi.PyThread_free_lock
+_free_lock.argtypes = [ctypes.c_void_p]
+_free_lock.restype = None
 
 
 class Pool:
     """The worker threads of this process."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pid = os.getpid()
         self.address = _block.ctypes.data
         self.workers = 0
+        self._threads: list[threading.Thread] = []  # the workers' threads, by slot
         self._lock = threading.Lock()
         self._cpus = _cpus()
 
@@ -254,6 +288,13 @@ class Pool:
             # Uninterrupted: a worker started but not counted would serve
             # the slot of the next one made.
             _threads.uninterrupted(self._grow, min(threads - 1, MAX_WORKERS))
+
+    def shrink(self, threads):
+        """End the workers beyond ``threads - 1``, and wait for them."""
+        if self.workers > threads - 1:
+            # Uninterrupted: a worker told to exit but not joined would keep
+            # its slot from the next one made.
+            _threads.uninterrupted(self._shrink, max(threads - 1, 0))
 
     def _grow(self, helpers):
         from ._kernels import compiled_serve
@@ -265,15 +306,52 @@ class Pool:
                 lock = _allocate_lock()
                 _acquire_lock(lock, 1)  # held: the worker's first acquire waits
                 _block[WORKERS + 2 * index + 1] = lock
+                _block[WORKERS + 2 * index] = AWAKE  # a slot used before says EXIT
                 spins = SPINS if index + 2 <= self._cpus else SPINS_OVERSUBSCRIBED
-                threading.Thread(
+                thread = threading.Thread(
                     target=serve_compiled,
                     args=(self.address, index, spins),
                     name=f"fastrelu-{index + 1}",
                     daemon=True,
-                ).start()
+                )
+                thread.start()
+                self._threads.append(thread)
                 self.workers += 1
                 _threads.settings[_threads.WORKERS] = self.workers
+            # The thread count may have been lowered while the workers were
+            # made, after the listener that follows it looked at them.
+            self._retire(max(config.get_num_threads() - 1, 0))
+
+    def _shrink(self, helpers):
+        with self._lock:
+            self._retire(helpers)
+
+    def _retire(self, helpers):
+        """End the workers beyond *helpers*, the last first; holds the lock."""
+        if self.workers <= helpers:
+            return
+        from ._kernels import compiled_retire
+
+        retire_compiled = compiled_retire()
+        while self.workers > helpers:
+            self.workers -= 1
+            index = self.workers
+            _threads.settings[_threads.WORKERS] = self.workers  # no new plan counts on it
+            retire_compiled(self.address, index)
+            self._threads.pop().join()
+            _free_lock(int(_block[WORKERS + 2 * index + 1]))
+            _block[WORKERS + 2 * index + 1] = 0
+
+
+def _follow_the_thread_count():
+    # A listener of fastrelu.config, after _threads.sync: the workers beyond
+    # the thread count end.
+    pool = _pool
+    if pool is not None:
+        pool.shrink(config.get_num_threads())
+
+
+config._listeners.append(_follow_the_thread_count)
 
 
 def jobs():

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import fastrelu
-from fastrelu import _front, _kernels, _pool
+from fastrelu import _front, _kernels, _pool, _threads
 
 NEXT_CALL_SECONDS = 60
 
@@ -154,8 +154,7 @@ def grows(reps, rng):
     """Calls that make the pool's workers, interrupted: each worker made
     exactly once, each serving its own slot."""
     x = np.random.default_rng(1).standard_normal(2**16).astype(np.float32)
-    fastrelu.config.PARALLEL_MIN_SIZE["relu"] = 0
-    fastrelu.config.PARALLEL_MIN_CHUNK = 64
+    fastrelu.config.set(parallel_min_size={"relu": 0}, parallel_min_chunk=64)
     pool = _pool.get()
     fastrelu.set_num_threads(2)
     fastrelu.relu(x)  # compiled, and the first worker made, before the interrupts
@@ -177,6 +176,40 @@ def grows(reps, rng):
     )
 
 
+def shrinks(reps, rng):
+    """The thread count lowered after calls on more threads, interrupted
+    (in config.set, while the surplus workers end): the next call works,
+    and in the end the workers left are those the count wants, each
+    serving its own slot."""
+    x = np.random.default_rng(2).standard_normal(2**16).astype(np.float32)
+    fastrelu.config.set(parallel_min_size={"relu": 0}, parallel_min_chunk=64)
+    pool = _pool.get()
+    fastrelu.set_num_threads(4)
+    fastrelu.relu(x)  # compiled, and workers made, before the interrupts
+    fastrelu.set_num_threads(2)  # and the code that ends them compiled
+    interrupted = 0
+    for rep in range(reps):
+        high = rng.randint(3, 8)
+        fastrelu.set_num_threads(high)
+        fastrelu.relu(x)  # the workers made
+        low = rng.randint(1, high - 1)
+        interrupted += _interrupted(lambda: fastrelu.config.set(num_threads=low), rng.uniform(0, 0.002))
+        if not _next_call_works(rep, x, x):
+            _report(wrong=1)
+            return
+    fastrelu.set_num_threads(3)  # after the changes an interrupt left running
+    fastrelu.relu(x)
+    names = [t.name for t in threading.enumerate() if t.name.startswith("fastrelu-") and t.name[9:].isdigit()]
+    _report(
+        interrupted=interrupted,
+        workers=pool.workers,
+        counted=int(_threads.settings[_threads.WORKERS]),
+        threads=len(names),
+        distinct=len(set(names)),
+        wanted=2,
+    )
+
+
 if __name__ == "__main__":
     import faulthandler
 
@@ -184,4 +217,5 @@ if __name__ == "__main__":
     signal.signal(signal.SIGALRM, _interrupt)
     # A call that never returns on the main thread: the stacks, and exit 1.
     faulthandler.dump_traceback_later(240, exit=True)
-    {"threaded": threaded, "compiles": compiles, "grows": grows}[scenario](reps, random.Random(seed))
+    scenarios = {"threaded": threaded, "compiles": compiles, "grows": grows, "shrinks": shrinks}
+    scenarios[scenario](reps, random.Random(seed))

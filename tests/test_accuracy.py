@@ -51,19 +51,28 @@ def scaled_samples(rng, beta, n):
     return x[np.isfinite(x)]
 
 
+# The float32 sweeps of every 251st (softplus) or 509th (sigmoid) bit
+# pattern: every 9th of those in the default run, all of them in -m slow.
+# beta = 0.5 has no dense sweep: a power of two, it computes what beta = 1
+# does, at twice the x.
+SWEEPS = [pytest.param(beta, 9, id=f"{beta}-coarse") for beta in (1.0, 0.5, 3.7, 100.0)] + [
+    pytest.param(beta, 1, id=f"{beta}-dense", marks=pytest.mark.slow) for beta in (1.0, 3.7, 100.0)
+]
+
+
 @needs_extended
-@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
-def test_softplus_float32_dense_sweep(beta):
-    x = float32_sweep(beta=beta)
+@pytest.mark.parametrize("beta, coarse", SWEEPS)
+def test_softplus_float32_dense_sweep(beta, coarse):
+    x = float32_sweep(251 * coarse, beta)
     err = ulp_error(fastrelu.softplus(x, beta=beta), softplus_ld(x, beta), np.float32)
     assert_within_bound(err, x)
 
 
 @needs_extended
-@pytest.mark.parametrize("beta", [1.0, 0.5, 3.7, 100.0])
-def test_sigmoid_float32_dense_sweep(beta):
+@pytest.mark.parametrize("beta, coarse", SWEEPS)
+def test_sigmoid_float32_dense_sweep(beta, coarse):
     """softplus_backward with grad=1 is sigmoid; checked where sigmoid is a normal float."""
-    x = float32_sweep(509, beta)
+    x = float32_sweep(509 * coarse, beta)
     ref = sigmoid_ld(x, beta)
     keep = ref >= np.finfo(np.float32).smallest_normal
     err = ulp_error(fastrelu.softplus_backward(x, np.float32(1), beta=beta)[keep], ref[keep], np.float32)
@@ -142,7 +151,8 @@ def test_softplus_backward_with_any_beta_and_gradient(dtype, beta):
     check_gradient_with_rounded_products(dtype, beta, 300_000)
 
 
-@pytest.mark.slow
+# Ten times as many inputs, by hand (-m exhaustive).
+@pytest.mark.exhaustive
 @needs_extended
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [0.1, 1 / 3, 0.7, 3.7, 100.0])

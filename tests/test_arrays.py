@@ -619,13 +619,12 @@ def test_broadcasting(name, xs, gs):
 
 
 @pytest.fixture(params=[None, 7], ids=["whole", "pieces_of_7"])
-def buffer_size(request, monkeypatch):
+def buffer_size(request):
     """The default buffers, or buffers of 7 elements: a converting,
     broadcasting or gathering call then works through many pieces, cut across
     rows and axes."""
-    if request.param is not None:
-        monkeypatch.setattr(fastrelu.config, "BUFFER_SIZE", request.param)
-    return request.param
+    with fastrelu.config.set(buffer_size=request.param or fastrelu.config.BUFFER_SIZE):
+        yield request.param
 
 
 def operands(dt=np.float64, shape=(3, 4, 5), seed=0):
@@ -989,53 +988,53 @@ def test_large_in_place_and_overlap(name, target, shift, kind):
     ["float16", "float16_strided_out", "int16_to_float32", "broadcast_grad", "strided_x", "partial_overlap"],
 )
 @pytest.mark.parametrize("name", NAMES)
-def test_converting_calls_need_a_few_buffers_not_copies(name, case, monkeypatch):
+def test_converting_calls_need_a_few_buffers_not_copies(name, case):
     """Conversions, broadcasting and gathers go through buffers of
     config.BUFFER_SIZE elements: the memory a call needs beyond its result is
     a few buffers, however large the arrays (NumPy's own loops need none)."""
     import tracemalloc
 
     size = 2**12
-    monkeypatch.setattr(fastrelu.config, "BUFFER_SIZE", size)
-    rng = np.random.default_rng(8)
-    n = 2**20
-    dt = np.dtype(np.float16)
-    x = rng.normal(size=n).astype(dt)
-    g = rng.normal(size=n).astype(dt)
-    if case == "int16_to_float32":
-        x = (x * 100).astype(np.int16)
-        g = g.astype(np.float32) if name.endswith("backward") else g
-    elif case == "broadcast_grad":
-        x = x.astype(np.float32).reshape(2**10, 2**10)
-        g = g[: 2**10].astype(np.float32)
-    elif case == "strided_x":
-        x = np.repeat(x.astype(np.float32), 2)[::2]
-        g = g.astype(np.float32)
-    elif case == "partial_overlap":
-        buf = rng.normal(size=n + 3).astype(np.float32)
-        x, g = buf[3:], g.astype(np.float32)
-    shape = np.broadcast_shapes(x.shape, g.shape) if name.endswith("backward") else x.shape
-    out = np.empty(shape, expected_dtype(name, x, g))
-    if case == "float16_strided_out":
-        out = np.empty((2 * n,), out.dtype)[::2]
-    elif case == "partial_overlap":
-        out = buf[:-3]
-    x_copy, g_copy = np.array(x), np.array(g)
-    call(name, x, g, out)  # compiled, and the threads made, before the measurement
-    if case == "partial_overlap":
-        buf[3:] = x_copy
-    tracemalloc.start()
-    try:
-        call(name, x, g, out)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    # One buffer of 8-byte elements per operand and the result, plus what
-    # nditer and the call keep; a copy of an operand (for a partial overlap,
-    # the one that overlaps) is allowed only where it must be made.
-    allowed = 3 * size * 8 + 64 * 1024 + (x_copy.nbytes if case == "partial_overlap" else 0)
-    assert peak <= allowed, f"{peak / 2**20:.1f} MiB beyond out for {2**20} elements"
-    check(name, out, x_copy, g_copy)
+    with fastrelu.config.set(buffer_size=size):
+        rng = np.random.default_rng(8)
+        n = 2**20
+        dt = np.dtype(np.float16)
+        x = rng.normal(size=n).astype(dt)
+        g = rng.normal(size=n).astype(dt)
+        if case == "int16_to_float32":
+            x = (x * 100).astype(np.int16)
+            g = g.astype(np.float32) if name.endswith("backward") else g
+        elif case == "broadcast_grad":
+            x = x.astype(np.float32).reshape(2**10, 2**10)
+            g = g[: 2**10].astype(np.float32)
+        elif case == "strided_x":
+            x = np.repeat(x.astype(np.float32), 2)[::2]
+            g = g.astype(np.float32)
+        elif case == "partial_overlap":
+            buf = rng.normal(size=n + 3).astype(np.float32)
+            x, g = buf[3:], g.astype(np.float32)
+        shape = np.broadcast_shapes(x.shape, g.shape) if name.endswith("backward") else x.shape
+        out = np.empty(shape, expected_dtype(name, x, g))
+        if case == "float16_strided_out":
+            out = np.empty((2 * n,), out.dtype)[::2]
+        elif case == "partial_overlap":
+            out = buf[:-3]
+        x_copy, g_copy = np.array(x), np.array(g)
+        call(name, x, g, out)  # compiled, and the threads made, before the measurement
+        if case == "partial_overlap":
+            buf[3:] = x_copy
+        tracemalloc.start()
+        try:
+            call(name, x, g, out)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # One buffer of 8-byte elements per operand and the result, plus what
+        # nditer and the call keep; a copy of an operand (for a partial overlap,
+        # the one that overlaps) is allowed only where it must be made.
+        allowed = 3 * size * 8 + 64 * 1024 + (x_copy.nbytes if case == "partial_overlap" else 0)
+        assert peak <= allowed, f"{peak / 2**20:.1f} MiB beyond out for {2**20} elements"
+        check(name, out, x_copy, g_copy)
 
 
 # --------------------------------------------------------------------------

@@ -19,6 +19,11 @@ import pytest
 
 from fastrelu._table import KERNELS
 
+# Running the suite takes half a minute: -m slow.  The default run renders the
+# kept record (tests/test_docs.py) and times the kernels (fastrelu bench, in
+# tests/test_cli.py).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "float64")
 SIZES = (16, 4096)
@@ -37,6 +42,7 @@ def run(tmp_path_factory):
         "bench/run.py",
         f"--json={results}",
         f"--output={page}",
+        f"--record={tmp / 'record.json'}",
         "--benchmark-min-rounds=2",
         "--benchmark-max-time=0.002",
         "--benchmark-min-time=0",
@@ -162,30 +168,6 @@ def test_overview_shows_the_lowest_ratio_per_peer(run):
             assert where == f"`2**{low.bit_length() - 1}`"
 
 
-def test_checks_agree_with_the_json(run):
-    data, page, _ = run
-    groups = kernel_groups(data)
-    rows = {row[0]: row for row in tables(page)["Checks"]}
-    torch = importlib.util.find_spec("torch") is not None
-    for op in KERNELS:
-        for dtype in DTYPES:
-            name = f"{op}: a call on 16 elements, allocating, against PyTorch's, {dtype} `2**4`"
-            if not torch:
-                assert name not in rows
-                continue
-            impls = groups[op, dtype, 16]["implementations"]
-            ratio = median(impls["torch"]["samples"]) / median(impls["fastrelu"]["samples"])
-            _, measured, bound, met = rows[name]
-            assert_shows(measured, ratio)
-            assert bound == "≥ 1.00" and met == ("yes" if ratio >= 1 else "**no**")
-    impls = groups["relu", "float32", 4096]["implementations"]
-    ratio = median(impls["numpy"]["samples"]) / median(impls["fastrelu"]["samples"])
-    name = "`fastrelu.relu(x)` against `np.maximum(x, 0)`, float32 `2**12`"
-    assert_shows(rows[name][1], ratio)
-    # the checks of sizes from 2**24 on are absent from a run that stops at 2**12
-    assert not any("2**24" in name for name in rows)
-
-
 def test_startup_table_agrees_with_the_json(run):
     data, page, _ = run
     startup = {row[0]: row for row in tables(page)["Import and first call"]}
@@ -249,11 +231,11 @@ def test_render_refuses_a_page_without_markers(run, tmp_path):
     assert page.read_text() == "# No markers here\n"
 
 
-def test_runs_merge_by_pooling_their_samples(run):
+def test_runs_pool_their_samples(run):
     """``bench/run.py --repeat N`` renders the samples of N runs together."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from render import merge_runs
+        from render import condense
     finally:
         sys.path.remove(str(ROOT / "bench"))
     data = run[0]
@@ -262,19 +244,30 @@ def test_runs_merge_by_pooling_their_samples(run):
         scaled = json.loads(json.dumps(data))
         for bench in scaled["benchmarks"]:
             bench["stats"]["median"] *= factor
-            for impl in bench["extra_info"].get("implementations", {}).values():
+            info = bench["extra_info"]
+            if "samples" in info:
+                info["samples"] = [t * factor for t in info["samples"]]
+            for impl in info.get("implementations", {}).values():
                 impl["samples"] = [t * factor for t in impl["samples"]]
         runs.append(scaled)
-    merged = merge_runs(runs)
-    assert merged["runs"] == 3
-    for before, after in zip(data["benchmarks"], merged["benchmarks"]):
-        assert after["fullname"] == before["fullname"]
-        assert after["stats"]["median"] == pytest.approx(2.0 * before["stats"]["median"])
-        if "samples" in before["extra_info"]:
-            assert len(after["extra_info"]["samples"]) == 3 * len(before["extra_info"]["samples"])
-        for key, impl in before["extra_info"].get("implementations", {}).items():
-            pooled = after["extra_info"]["implementations"][key]["samples"]
-            assert sorted(pooled) == sorted(t * f for f in (3.0, 1.0, 2.0) for t in impl["samples"])
+    record = condense(runs, "python bench/run.py --repeat 3")
+    assert record["runs"] == 3 and record["command"] == "python bench/run.py --repeat 3"
+    groups = kernel_groups(data)
+    assert len(record["kernels"]) == len(groups)
+    for row in record["kernels"]:
+        for key, impl in groups[row["op"], row["dtype"], row["size"]]["implementations"].items():
+            pooled = [t * f for f in (3.0, 1.0, 2.0) for t in impl["samples"]]
+            expected = statistics.quantiles(pooled, n=4, method="inclusive")
+            assert row["implementations"][key]["quartiles"] == pytest.approx(expected)
+    steps = {b["extra_info"]["step"]: b["extra_info"]["samples"] for b in by_suite(data, "startup")}
+    for step in record["startup"]:
+        assert sorted(step["samples"]) == pytest.approx(
+            sorted(t * f for f in (3.0, 1.0, 2.0) for t in steps[step["step"]])
+        )
+    medians = {b["fullname"]: b["stats"]["median"] for b in by_suite(data, "dask")}
+    assert sorted(g["median"] for g in record["dask"]) == pytest.approx(
+        sorted(2.0 * m for m in medians.values())
+    )
 
 
 def test_sizes_render_as_code_not_emphasis(run):

@@ -106,8 +106,25 @@ def _flip(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [_truncate, _empty, _flip], ids=["truncated", "empty", "bit-flipped"])
-@pytest.mark.parametrize("suffix", [".nbi", ".nbc"])
+DAMAGES = {"truncated": _truncate, "empty": _empty, "bit-flipped": _flip}
+# The default run flips bits of the code files; -m slow damages both kinds
+# of file in every way.
+DEFAULT_DAMAGES = {(".nbc", "bit-flipped")}
+
+
+@pytest.mark.parametrize(
+    "suffix, damage",
+    [
+        pytest.param(
+            suffix,
+            DAMAGES[name],
+            id=f"{suffix}-{name}",
+            marks=() if (suffix, name) in DEFAULT_DAMAGES else pytest.mark.slow,
+        )
+        for suffix in (".nbi", ".nbc")
+        for name in DAMAGES
+    ],
+)
 def test_a_damaged_cache_entry_is_compiled_again_and_replaced(warm, expected, damage, suffix):
     files = cache_files(warm, suffix)
     assert files
@@ -120,6 +137,11 @@ def test_a_damaged_cache_entry_is_compiled_again_and_replaced(warm, expected, da
     assert again["results"] == expected and all(again["loaded"]), again
 
 
+# The scenarios below start several processes that compile: -m slow (the
+# default run keeps the damaged code files above).
+
+
+@pytest.mark.slow
 def test_swapped_cache_files_are_not_served(warm, expected):
     data = cache_files(warm, ".nbc")
     assert len(data) >= 4
@@ -131,6 +153,7 @@ def test_swapped_cache_files_are_not_served(warm, expected):
     assert again["results"] == expected and all(again["loaded"]), again
 
 
+@pytest.mark.slow
 def test_a_cache_that_cannot_be_written_gives_way_to_memory(tmp_path, expected):
     """A full disk, as a file-size limit of 0 bytes: nothing can be saved."""
     prelude = """
@@ -147,6 +170,7 @@ def test_a_cache_that_cannot_be_written_gives_way_to_memory(tmp_path, expected):
     assert again["results"] == expected and all(again["loaded"]) and not again["warnings"]
 
 
+@pytest.mark.slow
 def test_a_process_holding_the_cache_lock_delays_a_first_call_boundedly(warm, expected):
     lock = Path(child(warm)["cache"]) / "fastrelu.lock"
     holder = subprocess.Popen(
@@ -163,7 +187,7 @@ def test_a_process_holding_the_cache_lock_delays_a_first_call_boundedly(warm, ex
     try:
         assert holder.stdout.readline().strip() == "held"
         start = time.monotonic()
-        report = child(warm, "import fastrelu\nfastrelu.config.CACHE_LOCK_SECONDS = 1.0\n", timeout=120)
+        report = child(warm, "import fastrelu\nfastrelu.config.set(cache_lock_seconds=1.0)\n", timeout=120)
         took = time.monotonic() - start
     finally:
         holder.send_signal(signal.SIGKILL)

@@ -202,9 +202,9 @@ def _child_main(spec):
             if time.monotonic() > deadline:
                 raise SystemExit("no go signal")
             time.sleep(0.005)
-    fastrelu.config.PARALLEL_MIN_SIZE = dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM)
+    fastrelu.config.set(parallel_min_size=dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM))
     if spec.get("min_chunk"):
-        fastrelu.config.PARALLEL_MIN_CHUNK = spec["min_chunk"]
+        fastrelu.config.set(parallel_min_chunk=spec["min_chunk"])
     report = {"pid": os.getpid(), "errors": [], "digests": []}
     for rnd in spec.get("rounds", []):
         errors, digests = _run_round(rnd)
@@ -363,9 +363,9 @@ def _thread_round(num_threads, n_threads=8, dtypes=DTYPES):
 
 
 @pytest.fixture(autouse=True)
-def split_every_kernel_from_the_same_size(monkeypatch):
-    sizes = dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM)
-    monkeypatch.setattr(fastrelu.config, "PARALLEL_MIN_SIZE", sizes)
+def split_every_kernel_from_the_same_size():
+    with fastrelu.config.set(parallel_min_size=dict.fromkeys(fastrelu.config.PARALLEL_MIN_SIZE, SPLIT_FROM)):
+        yield
 
 
 @pytest.mark.skipif(fastrelu.get_num_threads() == 1, reason="one thread: nothing is split")
@@ -430,26 +430,43 @@ def _growth_rounds(min_chunk, steps=range(8, 65, 8), n_threads=8):
     return rounds
 
 
-def test_many_threads_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize(
+    "dtypes, steps",
+    [
+        pytest.param(("float32",), range(8, 17, 8), id="float32-to-16"),
+        pytest.param(DTYPES, range(8, 65, 8), id="to-64", marks=pytest.mark.slow),
+    ],
+)
+def test_many_threads_in_a_fresh_process(tmp_path, dtypes, steps):
     """Threads racing on the first compilation (empty cache), then on the
     growth of fastrelu's thread pool: up to 64 threads, made cheap by a
-    smaller config.PARALLEL_MIN_CHUNK (4096 elements) in the child."""
+    smaller config.PARALLEL_MIN_CHUNK (4096 elements) in the child (in the
+    default run float32 only, up to 16 threads)."""
     min_chunk = 1 << 12
-    rounds = [_thread_round(3)] + _growth_rounds(min_chunk)
+    rounds = [_thread_round(3, dtypes=dtypes)] + _growth_rounds(min_chunk, steps)
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     (report,) = _run_children(tmp_path, [(env, {"rounds": rounds, "min_chunk": min_chunk})])
     _no_errors([report])
-    assert report["num_threads"] == 64
+    assert report["num_threads"] == steps[-1]
 
 
 # --------------------------------------------------------------------------
 # 2. Processes started at once on one empty cache, then on the warm one
 
 
-def test_processes_at_once_share_one_cache(tmp_path):
+# Two functions in the default run (4 signatures, each child compiling all of
+# them, two of one function at once); all four in -m slow.
+@pytest.mark.parametrize(
+    "funcs",
+    [
+        pytest.param(("relu", "softplus_backward"), id="two"),
+        pytest.param(FUNCS, id="four", marks=pytest.mark.slow),
+    ],
+)
+def test_processes_at_once_share_one_cache(tmp_path, funcs):
     cache = tmp_path / "cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
-    pairs = [(f, d) for d in DTYPES for f in FUNCS]  # 8 signatures
+    pairs = [(f, d) for d in DTYPES for f in funcs]  # 4 or 8 signatures
     # Each child compiles 4 of them, overlapping, in its own order: several
     # processes compile different signatures of one function at once.
     first = []
@@ -493,17 +510,26 @@ _THREAD_ENVS = [
 ]
 
 
-def test_processes_with_different_thread_counts(tmp_path):
+# The default run: one thread, set by each variable, against the default
+# count; -m slow: all five.
+@pytest.mark.parametrize(
+    "envs",
+    [
+        pytest.param(_THREAD_ENVS[::3], id="two"),
+        pytest.param(_THREAD_ENVS, id="five", marks=pytest.mark.slow),
+    ],
+)
+def test_processes_with_different_thread_counts(tmp_path, envs):
     cache = str(tmp_path / "cache")
     pairs = [("relu", "float32"), ("softplus_backward", "float64")]
     jobs = _jobs(pairs, sizes=(3 * CHUNK + 77, SMALL))
-    specs = [({"NUMBA_CACHE_DIR": cache, **e}, {"rounds": [{"threads": [jobs]}]}) for e in _THREAD_ENVS]
+    specs = [({"NUMBA_CACHE_DIR": cache, **e}, {"rounds": [{"threads": [jobs]}]}) for e in envs]
     one_by_one = _run_children(tmp_path, specs, at_once=False)
     at_once = _run_children(tmp_path, specs)
     reports = one_by_one + at_once
     _no_errors(reports)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    for env, r in zip(_THREAD_ENVS * 2, reports, strict=True):
+    for env, r in zip(envs * 2, reports, strict=True):
         assert r["num_threads"] == int(env.get("FASTRELU_NUM_THREADS", cpus)), env
     # the same bits whatever the thread count
     assert len({json.dumps(r["digests"]) for r in reports}) == 1
@@ -537,6 +563,8 @@ def test_fork_pool_after_parallel_path_in_process(restore_num_threads):
     assert _pool_task(jobs)["digests"] == parent["digests"]
 
 
+# -m slow; the default run forks a pool in test_fork_pool_after_parallel_path_in_process.
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_pool_after_parallel_path_in_fresh_process(tmp_path, method):
     """A fresh process runs the parallel path, then a pool whose workers do too."""
@@ -564,6 +592,9 @@ def _check_pool_reports(children, parent, parent_pid):
 # 5. No disk cache, and a cache folder that cannot be written
 
 
+# -m slow; in the default run tests/test_cli.py and tests/test_table.py run
+# with FASTRELU_CACHE=0.
+@pytest.mark.slow
 def test_cache_disabled(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -602,7 +633,14 @@ def _script_succeeds(code, timeout=120):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("changed", ["_loops.py", "_formulas.py", "_libm.py", "_native.py", "_pool.py"])
+# _libm.py in the default run, every module in -m slow.
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(name, marks=() if name == "_libm.py" else pytest.mark.slow)
+        for name in ("_loops.py", "_formulas.py", "_libm.py", "_native.py", "_pool.py")
+    ],
+)
 def test_a_changed_module_makes_the_cache_stale(tmp_path, changed):
     """The loops inline code from other modules; editing any of them must
     recompile instead of loading the old machine code from the cache."""
@@ -654,12 +692,20 @@ def test_no_cache_location_at_all_compiles_in_memory():
     """)
 
 
-@pytest.mark.parametrize("cache", ["1", "0"], ids=["cache", "no-cache"])
-def test_fork_while_another_thread_compiles(tmp_path, cache):
+@pytest.mark.parametrize(
+    "cache, forks",
+    [
+        pytest.param("1", 1, id="cache-once"),
+        pytest.param("1", 3, id="cache", marks=pytest.mark.slow),
+        pytest.param("0", 3, id="no-cache", marks=pytest.mark.slow),
+    ],
+)
+def test_fork_while_another_thread_compiles(tmp_path, cache, forks):
     """A fork while another thread compiles (a cold first call): the child's
     first call computes instead of waiting forever for locks the compiling
-    thread held (the cache folder's, Numba's compiler lock).  3 forks, each
-    in the middle of a compile in a fresh cache folder."""
+    thread held (the cache folder's, Numba's compiler lock).  *forks* forks,
+    each in the middle of a compile in a fresh cache folder (with the cache,
+    which holds both locks, once in the default run)."""
     code = textwrap.dedent("""
         import os, threading, time, numpy as np, fastrelu
         started = threading.Event()
@@ -679,7 +725,7 @@ def test_fork_while_another_thread_compiles(tmp_path, cache):
         thread.join()
         raise SystemExit(os.waitstatus_to_exitcode(status))
     """)
-    for repetition in range(3):
+    for repetition in range(forks):
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{repetition}"), FASTRELU_CACHE=cache)
         proc = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90
@@ -687,6 +733,10 @@ def test_fork_while_another_thread_compiles(tmp_path, cache):
         assert proc.returncode == 0, proc.stderr
 
 
+# In -m slow; in the default run, the second wave of
+# test_processes_at_once_share_one_cache loads code that different processes
+# compiled, each first thing.
+@pytest.mark.slow
 def test_code_compiled_by_different_processes_loads_side_by_side(tmp_path):
     """Numba numbers functions uniquely within one process only: two kernels'
     code, each compiled first thing by its own process, must not be taken
@@ -718,9 +768,10 @@ def test_code_compiled_by_different_processes_loads_side_by_side(tmp_path):
     np.testing.assert_allclose(together[2], 2.0 / (1 + np.exp(-xs)), rtol=1e-14)
 
 
-def test_daemon_threads_computing_at_exit_are_quiet():
+@pytest.mark.parametrize("runs", [1, pytest.param(5, marks=pytest.mark.slow)])
+def test_daemon_threads_computing_at_exit_are_quiet(runs):
     """Daemon threads still in threaded calls when the interpreter exits: the
-    process ends at once, with nothing on stderr (5 runs)."""
+    process ends at once, with nothing on stderr (*runs* runs)."""
     code = textwrap.dedent("""
         import threading, time, numpy as np, fastrelu
         x = np.random.default_rng(0).standard_normal(2**21).astype(np.float32)
@@ -734,6 +785,6 @@ def test_daemon_threads_computing_at_exit_are_quiet():
         time.sleep(0.5)
         print("exiting")
     """)
-    for _ in range(5):
+    for _ in range(runs):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, "exiting\n", "")

@@ -163,7 +163,7 @@ def test_errors_are_raised_when_the_graph_is_built():
         fastrelu.relu(dx, device="tpu")
 
 
-def test_tasks_run_serially_by_default(monkeypatch):
+def test_tasks_run_serially_by_default():
     """A task's block does not fan out over fastrelu's threads unless
     ``config.DASK_BLOCK_THREADS`` allows it."""
     from fastrelu import _pool
@@ -173,12 +173,13 @@ def test_tasks_run_serially_by_default(monkeypatch):
         run()
         return _pool.jobs() - before
 
-    monkeypatch.setattr(fastrelu.config, "_num_threads", 2)
     big = da.from_array(np.linspace(-5, 5, 4 * config.PARALLEL_MIN_SIZE["softplus"]), chunks=-1)
-    assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 0
-    monkeypatch.setattr(config, "DASK_BLOCK_THREADS", None)
-    assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 1
-    assert splits(lambda: fastrelu.softplus(big.compute())) == 1  # outside Dask: all threads
+    with config.set(num_threads=2):
+        assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 0
+        with config.set(dask_block_threads=None):
+            assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 1
+        assert splits(lambda: fastrelu.softplus(big).compute(scheduler="sync")) == 0
+        assert splits(lambda: fastrelu.softplus(big.compute())) == 1  # outside Dask: all threads
 
 
 # A local cluster: two worker processes on loopback, with small memory limits.
@@ -232,16 +233,25 @@ def _example():
     return module
 
 
-def test_out_of_core_relu_backward_on_disk(client, tmp_path):
+@pytest.mark.parametrize(
+    "size, chunk, beyond_memory",
+    [
+        pytest.param(1 << 23, 1 << 19, False, id="64MiB"),
+        pytest.param(1 << 27, 1 << 21, True, id="1GiB", marks=pytest.mark.slow),
+    ],
+)
+def test_out_of_core_relu_backward_on_disk(client, tmp_path, size, chunk, beyond_memory):
     """The docs' example: 1 GiB of inputs in Zarr stores on disk, through two
-    workers of 320 MiB, result written back with da.store, checked chunk by chunk."""
+    workers of 320 MiB, result written back with da.store, checked chunk by
+    chunk (in the default run 64 MiB of inputs, which fit: the example's code
+    without the out-of-core part)."""
     pytest.importorskip("zarr")
     if not os.path.exists("/proc/self/status"):
         pytest.skip("measures peak memory through Linux's /proc")
     example = _example()
     workers = client.run(os.getpid)
-    size, chunk = 1 << 27, 1 << 21
-    assert 2 * size * 4 > 2 * MEMORY_LIMIT  # the inputs do not fit in the workers' memory
+    # Whether the inputs do not fit in the workers' memory.
+    assert (2 * size * 4 > 2 * MEMORY_LIMIT) == beyond_memory
     example.make_inputs(tmp_path, size, chunk)
     example.relu_backward_on_disk(tmp_path, at_zero=0.5)
     assert example.check_on_disk(tmp_path, at_zero=0.5) == size

@@ -66,12 +66,12 @@ def test_device_cpu_with_host_arrays_is_the_cpu_path():
     np.testing.assert_array_equal(fastrelu.relu(x, device="cpu"), fastrelu.relu(x))
 
 
-def test_the_cpu_path_loads_neither_cuda_support_nor_dask():
+def test_the_cpu_path_loads_neither_cuda_support_nor_dask_nor_torch():
     code = (
         "import sys, numpy as np, fastrelu\n"
         "fastrelu.softplus_backward(np.ones(5), 1.0, device='cpu'); fastrelu.relu(np.ones(5))\n"
         "fastrelu.relu_backward(np.ones(3), 1.0)\n"
-        "prefixes = ('numba.cuda', 'numba_cuda', 'dask', 'distributed')\n"
+        "prefixes = ('numba.cuda', 'numba_cuda', 'dask', 'distributed', 'torch')\n"
         "print(sorted(m for m in sys.modules if m.startswith(prefixes)))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -16,8 +16,8 @@ def test_the_pages_have_examples_on_the_host():
 @pytest.mark.parametrize(
     "page, number, code, needs_gpu", BLOCKS, ids=[f"{page}-{number}" for page, number, *_ in BLOCKS]
 )
-def test_example_runs(monkeypatch, page, number, code, needs_gpu):
+def test_example_runs(page, number, code, needs_gpu):
     if needs_gpu and not fastrelu.cuda_available():
         pytest.skip("a GPU example: tests/cuda runs it in the simulator")
-    monkeypatch.setattr(config, "DASK_BLOCK_THREADS", config.DASK_BLOCK_THREADS)  # restored afterwards
-    run_block(code)
+    with config.set(dask_block_threads=config.DASK_BLOCK_THREADS):  # restored afterwards
+        run_block(code)

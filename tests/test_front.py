@@ -182,7 +182,7 @@ def test_the_fast_path_keeps_a_bounded_table(monkeypatch):
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
-def test_a_changed_parallel_size_takes_effect_at_the_next_call(monkeypatch, name):
+def test_a_changed_parallel_size_takes_effect_at_the_next_call(name):
     from fastrelu import _pool
 
     def splits(args):
@@ -192,29 +192,33 @@ def test_a_changed_parallel_size_takes_effect_at_the_next_call(monkeypatch, name
         np.testing.assert_array_equal(got, want)
         return count
 
-    monkeypatch.setattr(config, "_num_threads", 2)
     args = operands(name, np.float32, (2**13,))
     want = call(name, *args, device="cpu")
-    monkeypatch.setitem(config.PARALLEL_MIN_SIZE, name, 2**20)  # restored afterwards
-    assert splits(args) == 0
-    config.PARALLEL_MIN_SIZE[name] = 2**12
-    assert splits(args) == 1
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", dict(config.PARALLEL_MIN_SIZE, **{name: 2**20}))
-    assert splits(args) == 0
-    monkeypatch.setattr(config, "PARALLEL_MIN_CHUNK", 2**13)  # too small to split
-    config.PARALLEL_MIN_SIZE[name] = 2**12
-    assert splits(args) == 0
+    with config.set(num_threads=2, parallel_min_size={name: 2**20}):
+        assert splits(args) == 0
+        config.set(parallel_min_size={name: 2**12})
+        assert splits(args) == 1
+        with config.set(parallel_min_size={name: 2**20}):
+            assert splits(args) == 0
+        assert splits(args) == 1  # the block's end brought 2**12 back
+        with config.set(parallel_min_chunk=2**13):  # too small to split
+            assert splits(args) == 0
+        assert splits(args) == 1
+    assert config.PARALLEL_MIN_SIZE[name] == KERNELS[name].parallel_min_size
 
 
-def test_parallel_sizes_are_checked(monkeypatch):
+def test_parallel_sizes_are_checked():
+    before = dict(config.PARALLEL_MIN_SIZE)
     for bad in (-1, 1.5, True, "4096", None):
-        with pytest.raises(ValueError, match=r"PARALLEL_MIN_SIZE\['relu'\] must be a non-negative integer"):
-            config.PARALLEL_MIN_SIZE["relu"] = bad
-    with pytest.raises(KeyError, match="no kernel named 'relux'"):
-        config.PARALLEL_MIN_SIZE["relux"] = 1
-    with pytest.raises(TypeError, match="every kernel needs"):
+        with pytest.raises(ValueError, match=r"parallel_min_size\['relu'\] must be a non-negative integer"):
+            config.set(parallel_min_size={"relu": bad})
+    with pytest.raises(ValueError, match="no kernel named 'relux'"):
+        config.set(parallel_min_size={"relux": 1})
+    with pytest.raises(TypeError, match=r"read-only: use fastrelu\.config\.set\(parallel_min_size="):
+        config.PARALLEL_MIN_SIZE["relu"] = 1
+    with pytest.raises(TypeError, match="read-only"):
         del config.PARALLEL_MIN_SIZE["relu"]
-    with pytest.raises(KeyError, match="needs exactly the kernels"):
+    with pytest.raises(AttributeError, match="read-only"):
         config.PARALLEL_MIN_SIZE = {"relu": 1}
+    assert dict(config.PARALLEL_MIN_SIZE) == before
     assert set(config.PARALLEL_MIN_SIZE) == set(KERNELS)
-    assert all(size >= 0 for size in config.PARALLEL_MIN_SIZE.values())

@@ -18,6 +18,10 @@ CHILD = os.path.join(os.path.dirname(__file__), "interrupted.py")
 pytestmark = pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="needs setitimer")
 
 
+# Each scenario runs a few tens of repetitions in the default run, 100 to
+# 300 in -m slow (the parameter reps).
+
+
 def _child(scenario, reps, seed=1):
     try:
         proc = subprocess.run(
@@ -36,32 +40,46 @@ def _child(scenario, reps, seed=1):
     return report
 
 
-def test_interrupted_threaded_calls_stop_writing_and_leave_the_pool_working():
-    """300 calls split across threads (2**21 float32 elements) interrupted
+@pytest.mark.parametrize("reps", [60, pytest.param(300, marks=pytest.mark.slow)])
+def test_interrupted_threaded_calls_stop_writing_and_leave_the_pool_working(reps):
+    """Calls split across threads (2**21 float32 elements) interrupted
     at random moments: once the KeyboardInterrupt is caught, out no longer
     changes, each of its elements holds its old value or the right result,
     and the next call (from another thread) ends and is right."""
-    report = _child("threaded", 300)
+    report = _child("threaded", reps)
     assert report["split"], "the calls were not split across threads"
-    assert report["interrupted"] >= 100, report  # the timer hit the calls
+    assert report["interrupted"] >= reps // 3, report  # the timer hit the calls
     assert report["late_writes"] == 0, report
     assert report["wrong"] == 0, report
 
 
-def test_interrupted_first_calls_leave_no_lock_taken():
-    """200 first calls (the kernels loaded from the disk cache, under this
+@pytest.mark.parametrize("reps", [50, pytest.param(200, marks=pytest.mark.slow)])
+def test_interrupted_first_calls_leave_no_lock_taken(reps):
+    """First calls (the kernels loaded from the disk cache, under this
     package's, the cache folder's, Numba's and llvmlite's locks)
     interrupted at random moments: the next call, from another thread,
     ends and is right."""
-    report = _child("compiles", 200)
-    assert report["interrupted"] >= 50, report
+    report = _child("compiles", reps)
+    assert report["interrupted"] >= reps // 4, report
     assert report["wrong"] == 0, report
 
 
-def test_interrupted_pool_growth_makes_each_worker_once():
-    """100 calls that make a worker each, interrupted at random moments:
+@pytest.mark.parametrize("reps", [30, pytest.param(100, marks=pytest.mark.slow)])
+def test_interrupted_pool_growth_makes_each_worker_once(reps):
+    """Calls that make a worker each, interrupted at random moments:
     every worker is made once, with a slot of its own."""
-    report = _child("grows", 100)
-    assert report["interrupted"] >= 10, report
+    report = _child("grows", reps)
+    assert report["interrupted"] >= reps // 10, report
     assert report["workers"] == report["wanted"], report
+    assert report["threads"] == report["distinct"] == report["workers"], report
+
+
+@pytest.mark.parametrize("reps", [30, pytest.param(100, marks=pytest.mark.slow)])
+def test_interrupted_lowering_of_the_thread_count_ends_each_surplus_worker(reps):
+    """Changes of the thread count to fewer threads than workers,
+    interrupted at random moments: the next call works, and the workers
+    left in the end are exactly those the count wants."""
+    report = _child("shrinks", reps)
+    assert report["interrupted"] >= reps // 10, report
+    assert report["workers"] == report["counted"] == report["wanted"], report
     assert report["threads"] == report["distinct"] == report["workers"], report

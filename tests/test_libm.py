@@ -1,8 +1,9 @@
 """fastrelu's own exp and log1p, in ULP against wider references, over the whole float range.
 
-float32 is checked on a dense sweep of bit patterns here and on every one of
-the 2**32 patterns in a slow test (``python -m pytest -m slow``); float64 on
-random bit patterns and on dense samples of the ranges that matter.
+float32 is checked on a sweep of bit patterns here (denser in ``python -m
+pytest -m slow``) and on every one of the 2**32 patterns in an exhaustive test
+(``python -m pytest -m exhaustive``); float64 on random bit patterns and on
+dense samples of the ranges that matter.
 """
 
 import numba
@@ -112,12 +113,14 @@ def check_float32_patterns(name, step, chunk=1 << 24):
     assert worst[0] <= MAX_ULP, worst
 
 
+# Every 305th pattern in the default run, every 61st (a superset) in -m slow.
+@pytest.mark.parametrize("step", [305, pytest.param(61, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_float32_dense_sweep(name):
-    check_float32_patterns(name, step=61)
+def test_float32_dense_sweep(name, step):
+    check_float32_patterns(name, step=step)
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_float32_every_bit_pattern(name):
     check_float32_patterns(name, step=1)
@@ -233,13 +236,15 @@ def unit_interval_float32(step):
     return bits.view(np.float32)
 
 
-def test_log1p_unit_float32_dense_sweep():
-    err, x = worst_error("log1p_unit", unit_interval_float32(7))
+# Every 189th float32 of [0, 1] in the default run, every 7th (a superset) in -m slow.
+@pytest.mark.parametrize("step", [189, pytest.param(7, marks=pytest.mark.slow)])
+def test_log1p_unit_float32_dense_sweep(step):
+    err, x = worst_error("log1p_unit", unit_interval_float32(step))
     print(f"float32 log1p_unit: max error {err:.3f} ULP at x={x!r}")
     assert err <= MAX_ULP_UNIT, (err, x)
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 def test_log1p_unit_float32_every_value():
     err, x = worst_error("log1p_unit", unit_interval_float32(1))
     assert err <= MAX_ULP_UNIT, (err, x)

@@ -64,12 +64,12 @@ def fifth_kernel(monkeypatch):
     monkeypatch.setattr(_formulas, "leaky_relu_test", formula, raising=False)
     kernel = Kernel("leaky_relu_test", "leaky_relu_test", ("x",), ("slope",), _leaky_types, 1 << 12)
     monkeypatch.setitem(KERNELS, kernel.name, kernel)
-    monkeypatch.setattr(config, "PARALLEL_MIN_SIZE", {**config.PARALLEL_MIN_SIZE, kernel.name: 1 << 12})
 
     def leaky_relu_test(x, out=None, *, slope=0.01, device=None, stream=None):
         """Leaky ReLU: ``x`` where ``x > 0``, else ``slope * x``."""
 
-    return _front.elementwise(kernel)(leaky_relu_test)
+    with config.set(parallel_min_size={kernel.name: 1 << 12}):  # the sizes come back after the test
+        yield _front.elementwise(kernel)(leaky_relu_test)
 
 
 def test_a_fifth_kernel_needs_its_formula_its_public_function_and_one_entry(fifth_kernel):

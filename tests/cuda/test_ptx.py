@@ -36,7 +36,8 @@ def compile_ptx(func, signature, cc):
 VECTOR_ACCESS = {"float16": "v4.u32", "float32": "v4.f32", "float64": "v2.f64"}
 
 
-@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+# sm_90 in the default run, sm_80 too in -m slow.
+@pytest.mark.parametrize("cc", [pytest.param((8, 0), marks=pytest.mark.slow), (9, 0)])
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("vector", [False, True], ids=["scalar", "vector"])
 @pytest.mark.parametrize("name", list(KERNELS))
