@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from render import _fmt, _ratio_cell, _size_label, _table, group_rows, plot_ratios, ratio_column, size_table
+from render import fmt, group_row, plot_ratios, ratio_cell, ratios, size_label, spread, table
 
 from fastrelu._table import KERNELS
 
@@ -41,10 +41,10 @@ GPU_DTYPES = ("float16", "float32", "float64")  # the order of the tables and th
 # The GPU group's comparisons, in the form of render.COMPARISONS: every one
 # against fastrelu writing into a preallocated output.
 GPU_COMPARISONS = {
-    "copy_out": ("fastrelu_out", ("copy", True)),
-    "torch_out": ("fastrelu_out", ("torch", True)),
-    "torch": ("fastrelu_out", ("torch", False)),
-    "cupy_out": ("fastrelu_out", ("cupy", True)),
+    "copy_out": ("fastrelu_out", "copy", False),
+    "torch_out": ("fastrelu_out", "torch", False),
+    "torch": ("fastrelu_out", "torch", True),
+    "cupy_out": ("fastrelu_out", "cupy", False),
 }
 GPU_LINES = {
     "torch_out": ("PyTorch, out=", "#2ca02c"),
@@ -170,18 +170,18 @@ def thread_table(result):
         line = [str(count)]
         for op in ops:
             row = cells.get((count, op))
-            line.append(f"{_fmt(row['gbps'])} ({_fmt(row['gbps'] / row['copy_gbps'])})" if row else "–")
+            line.append(f"{fmt(row['gbps'])} ({fmt(row['gbps'] / row['copy_gbps'])})" if row else "–")
         for op in (forward, backward):
             row = cells.get((count, op))
-            line.append(_fmt(row["copy_gbps"]) if row else "–")
+            line.append(fmt(row["copy_gbps"]) if row else "–")
         lines.append(line)
-    return _table(["threads", *ops, "copy, n", "copy, 1.5 n"], lines)
+    return table(["threads", *ops, "copy, n", "copy, 1.5 n"], lines)
 
 
 def gpu_rows(benchmarks):
     """The GPU group's rows (``render.group_rows`` with :data:`GPU_COMPARISONS`),
     by operation, then dtype (:data:`GPU_DTYPES`), then size."""
-    rows = group_rows(benchmarks, suite="gpu", comparisons=GPU_COMPARISONS)
+    rows = [group_row([b]) for b in benchmarks if b.get("extra_info", {}).get("suite") == "gpu"]
 
     def order(row):
         dtype = GPU_DTYPES.index(row["dtype"]) if row["dtype"] in GPU_DTYPES else len(GPU_DTYPES)
@@ -192,9 +192,9 @@ def gpu_rows(benchmarks):
 
 def _gbps(row, key):
     """GB/s of implementation *key* in *row*: the bytes that must move over its median time per call."""
-    if key not in row["times"]:
+    if key not in row["implementations"]:
         return "–"
-    return _fmt(row["bytes"] / row["times"][key][1] / 1e9)
+    return fmt(row["bytes"] / row["implementations"][key]["quartiles"][1] / 1e9)
 
 
 def gpu_table(rows):
@@ -215,15 +215,18 @@ def gpu_table(rows):
     -------
     str
     """
-    columns = [
-        ("fastrelu GB/s", lambda row: _gbps(row, "fastrelu_out")),
-        ("copy GB/s", lambda row: _gbps(row, "copy_out")),
-        ratio_column("× copy", "copy_out"),
-        ratio_column("× PyTorch `out=`", "torch_out"),
-        ratio_column("× PyTorch allocating", "torch"),
-        ratio_column("× CuPy", "cupy_out"),
-    ]
-    return size_table(rows, columns)
+    header = ["size", "fastrelu GB/s", "copy GB/s", "× copy", "× PyTorch `out=`", "× PyTorch allocating"]
+    header += ["× CuPy", "±"]
+    cells = []
+    for row in rows:
+        found = ratios(row, GPU_COMPARISONS)
+        cells.append(
+            [size_label(row["size"]), _gbps(row, "fastrelu_out"), _gbps(row, "copy_out")]
+            + [ratio_cell(found.get("copy_out"), bold_below_one=False)]
+            + [ratio_cell(found.get(name)) for name in ("torch_out", "torch", "cupy_out")]
+            + [f"{spread(row, GPU_COMPARISONS):.0%}"]
+        )
+    return table(header, cells)
 
 
 # The columns of the table of small calls: implementation key -> heading.
@@ -257,14 +260,14 @@ def small_call_table(rows, size=SMALL_CALL):
     for row in rows:
         if row["size"] != size:
             continue
-        times = row["times"]
+        impls = row["implementations"]
         line = [f"{row['op']}, {row['dtype']}"]
-        line += [_fmt(times[key][1] * 1e6) if key in times else "–" for key in SMALL_CALL_COLUMNS]
-        line.append(_ratio_cell(row, "torch_out"))
+        line += [fmt(impls[k]["quartiles"][1] * 1e6) if k in impls else "–" for k in SMALL_CALL_COLUMNS]
+        line.append(ratio_cell(ratios(row, GPU_COMPARISONS).get("torch_out")))
         cells.append(line)
     if not cells:
         return None
-    return _table(["operation, dtype", *SMALL_CALL_COLUMNS.values(), "× PyTorch `out=`"], cells)
+    return table(["operation, dtype", *SMALL_CALL_COLUMNS.values(), "× PyTorch `out=`"], cells)
 
 
 def report(data):
@@ -285,7 +288,7 @@ def report(data):
             parts += [f"{op}, {dtype}", gpu_table([r for r in rows if r["op"] == op and r["dtype"] == dtype])]
     small = small_call_table(rows)
     if small:
-        parts += [f"Median time of one call at {_size_label(SMALL_CALL)} elements, µs", small]
+        parts += [f"Median time of one call at {size_label(SMALL_CALL)} elements, µs", small]
     dropped = sorted(
         {
             f"{key}: {why}"
@@ -327,7 +330,7 @@ def main(argv=None):
         size = 2 ** environment_exponent("FASTRELU_CHECK_SIZE", THREAD_EXPONENT)
         counts = environment_counts("FASTRELU_CHECK_THREADS", THREAD_COUNTS)
         print(
-            f"fastrelu on {_size_label(size)} float32 elements with {', '.join(map(str, counts))} "
+            f"fastrelu on {size_label(size)} float32 elements with {', '.join(map(str, counts))} "
             f"threads, {ROUNDS} interleaved rounds each (CPU with {os.cpu_count()} logical cores)",
             flush=True,
         )
@@ -340,7 +343,7 @@ def main(argv=None):
         print(report(data))
         rows = gpu_rows(data["benchmarks"])
         if rows and args.plot:
-            drawn = plot_ratios(rows, args.plot, lines=GPU_LINES, dtypes=GPU_DTYPES)
+            drawn = plot_ratios(rows, args.plot, lines=GPU_LINES, comparisons=GPU_COMPARISONS)
             print(f"\nPlot: {args.plot}" if drawn else "\nNo plot: matplotlib is not installed.")
         return 0 if rows else 1
     extra = files_over_limit(args.folder, args.limit)

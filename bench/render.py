@@ -73,13 +73,7 @@ def condense(runs, command):
         extra = found[0]["extra_info"]
         suite = extra.get("suite")
         if suite == "kernels":
-            impls = {}
-            for key, impl in extra["implementations"].items():
-                samples = [t for b in found for t in b["extra_info"]["implementations"][key]["samples"]]
-                impls[key] = {k: impl[k] for k in ("label", "library", "allocates")}
-                impls[key]["quartiles"] = quartiles(samples)
-            fields = {k: extra[k] for k in ("op", "dtype", "size", "bytes")}
-            record["kernels"].append({**fields, "implementations": impls})
+            record["kernels"].append(group_row(found))
         elif suite == "startup":
             samples = [t for b in found for t in b["extra_info"]["samples"]]
             record["startup"].append({"step": extra["step"], "samples": samples})
@@ -90,6 +84,18 @@ def condense(runs, command):
     rank = {op: i for i, op in enumerate(OPERATIONS)}
     record["kernels"].sort(key=lambda r: (rank.get(r["op"], len(rank)), r["op"], r["dtype"], r["size"]))
     return record
+
+
+def group_row(runs):
+    """A row of the record: one group of implementations (the same benchmark
+    in one or more *runs*), each with the quartiles of its pooled samples."""
+    extra = runs[0]["extra_info"]
+    impls = {}
+    for key, impl in extra["implementations"].items():
+        samples = [t for b in runs for t in b["extra_info"]["implementations"][key]["samples"]]
+        impls[key] = {k: impl[k] for k in ("label", "library", "allocates")}
+        impls[key]["quartiles"] = quartiles(samples)
+    return {**{k: extra[k] for k in ("op", "dtype", "size", "bytes")}, "implementations": impls}
 
 
 def _rounded(value):
@@ -103,7 +109,7 @@ def _rounded(value):
     return value
 
 
-def _fmt(value, digits=3):
+def fmt(value, digits=3):
     """*value* in fixed point to *digits* significant digits."""
     if not math.isfinite(value) or value <= 0:
         return str(value)
@@ -111,49 +117,49 @@ def _fmt(value, digits=3):
     return f"{value:.{decimals}f}"
 
 
-def _size(size):
+def size_label(size):
     """``2**12`` (a code span, so that Markdown shows it as written) for 4096."""
     exponent = size.bit_length() - 1
     return f"`2**{exponent}`" if size == 1 << exponent else str(size)
 
 
-def _table(header, rows):
+def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def ratios(row):
+def ratios(row, comparisons=COMPARISONS):
     """Comparison -> the peer's median time over fastrelu's, for a row of the record."""
     impls, found = row["implementations"], {}
-    for name, (ours, library, allocates) in COMPARISONS.items():
+    for name, (ours, library, allocates) in comparisons.items():
         peers = [i for i in impls.values() if i["library"] == library and i["allocates"] == allocates]
         if ours in impls and peers:
             found[name] = min(p["quartiles"][1] for p in peers) / impls[ours]["quartiles"][1]
     return found
 
 
-def _spread(row):
+def spread(row, comparisons=COMPARISONS):
     """The largest half interquartile range, over its median, of the implementations compared."""
     impls = row["implementations"]
-    compared = {ours for ours, _, _ in COMPARISONS.values() if ours in impls}
-    for _, library, allocates in COMPARISONS.values():
+    compared = {ours for ours, _, _ in comparisons.values() if ours in impls}
+    for _, library, allocates in comparisons.values():
         peers = [k for k, i in impls.items() if i["library"] == library and i["allocates"] == allocates]
         if peers:
             compared.add(min(peers, key=lambda k: impls[k]["quartiles"][1]))
     return max(((q3 - q1) / 2 / m for q1, m, q3 in (impls[k]["quartiles"] for k in compared)), default=0.0)
 
 
-def _ratio(value, bold_below_one=True):
+def ratio_cell(value, bold_below_one=True):
     if value is None:
         return "–"
-    return f"**{_fmt(value)}**" if bold_below_one and value < 1 else _fmt(value)
+    return f"**{fmt(value)}**" if bold_below_one and value < 1 else fmt(value)
 
 
 def _microseconds(row, key):
     if key not in row["implementations"]:
         return "–"
     q1, median, q3 = (t * 1e6 for t in row["implementations"][key]["quartiles"])
-    return f"{_fmt(median)} ({_fmt(q1)}–{_fmt(q3)})"
+    return f"{fmt(median)} ({fmt(q1)}–{fmt(q3)})"
 
 
 def operation_table(rows):
@@ -162,20 +168,20 @@ def operation_table(rows):
         r = ratios(row)
         cells.append(
             [
-                _size(row["size"]),
+                size_label(row["size"]),
                 _microseconds(row, "fastrelu_out"),
-                _ratio(r.get("torch_out")),
-                _ratio(r.get("numpy_out")),
-                _ratio(r.get("copy_out"), bold_below_one=False),
+                ratio_cell(r.get("torch_out")),
+                ratio_cell(r.get("numpy_out")),
+                ratio_cell(r.get("copy_out"), bold_below_one=False),
                 _microseconds(row, "fastrelu"),
-                _ratio(r.get("torch")),
-                _ratio(r.get("numpy")),
-                f"{_spread(row):.0%}",
+                ratio_cell(r.get("torch")),
+                ratio_cell(r.get("numpy")),
+                f"{spread(row):.0%}",
             ]
         )
     ratio_headers = ["× PyTorch", "× NumPy"]
     header = ["size", "`out=` µs", *ratio_headers, "× copy", "allocating µs", *ratio_headers, "±"]
-    return _table(header, cells)
+    return table(header, cells)
 
 
 def overview_table(rows):
@@ -191,19 +197,19 @@ def overview_table(rows):
         line = [f"{op}, {dtype}"]
         for name in PEERS:
             value, size = found.get(name, (None, None))
-            text = "–" if value is None else f"{_fmt(value)} at {_size(size)}"
+            text = "–" if value is None else f"{fmt(value)} at {size_label(size)}"
             line.append(f"**{text}**" if value is not None and value < 1 else text)
         cells.append(line)
-    return _table(["operation, dtype", *(heading for heading, _ in PEERS.values())], cells)
+    return table(["operation, dtype", *(heading for heading, _ in PEERS.values())], cells)
 
 
 def startup_table(steps):
     cells = [
-        [s["step"], _fmt(statistics.median(s["samples"])), _fmt(min(s["samples"])), _fmt(max(s["samples"]))]
+        [s["step"], fmt(statistics.median(s["samples"])), fmt(min(s["samples"])), fmt(max(s["samples"]))]
         + [str(len(s["samples"]))]
         for s in steps
     ]
-    return _table(["step (fresh process)", "median s", "min s", "max s", "runs"], cells)
+    return table(["step (fresh process)", "median s", "min s", "max s", "runs"], cells)
 
 
 def dask_table(graphs):
@@ -218,12 +224,12 @@ def dask_table(graphs):
             [
                 f"`{found.get('fastrelu', next(iter(found.values())))['impl']}`",
                 scheduler,
-                f"{_size(size)} in {_size(chunk)}",
-                _fmt(ours) if ours else "–",
-                _fmt(wide) if wide else "–",
-                f"`{found['numpy']['impl']}` {_fmt(numpy)}" if numpy else "–",
-                _fmt(ours / numpy) if ours and numpy else "–",
-                _fmt(ours / wide) if ours and wide else "–",
+                f"{size_label(size)} in {size_label(chunk)}",
+                fmt(ours) if ours else "–",
+                fmt(wide) if wide else "–",
+                f"`{found['numpy']['impl']}` {fmt(numpy)}" if numpy else "–",
+                fmt(ours / numpy) if ours and numpy else "–",
+                fmt(ours / wide) if ours and wide else "–",
             ]
         )
     header = [
@@ -236,7 +242,7 @@ def dask_table(graphs):
         "fastrelu / NumPy",
         "1 thread / all threads",
     ]
-    return _table(header, cells)
+    return table(header, cells)
 
 
 def machine_summary(record):
@@ -253,8 +259,10 @@ def machine_summary(record):
     )
 
 
-def plot_ratios(rows, path):
-    """Draw fastrelu's speed-ups against size, a panel per operation and dtype; False without matplotlib."""
+def plot_ratios(rows, path, lines=None, comparisons=COMPARISONS):
+    """Draw fastrelu's speed-ups against size, a panel per operation and dtype,
+    a line per comparison of *lines* (name -> label and colour; by default the
+    peers and the copy); False without matplotlib."""
     try:
         import matplotlib
 
@@ -267,12 +275,13 @@ def plot_ratios(rows, path):
     fig, axes = plt.subplots(
         len(dtypes), len(ops), figsize=(4 * len(ops), 3.6 * len(dtypes)), squeeze=False, layout="constrained"
     )
-    lines = {**{name: (heading.replace("`", ""), colour) for name, (heading, colour) in PEERS.items()}}
-    lines["copy_out"] = ("copy, out=", "black")
+    if lines is None:
+        lines = {name: (heading.replace("`", ""), colour) for name, (heading, colour) in PEERS.items()}
+        lines["copy_out"] = ("copy, out=", "black")
     for i, dtype in enumerate(dtypes):
         for j, op in enumerate(ops):
             ax = axes[i][j]
-            mine = [(r["size"], ratios(r)) for r in rows if r["op"] == op and r["dtype"] == dtype]
+            mine = [(r["size"], ratios(r, comparisons)) for r in rows if (r["op"], r["dtype"]) == (op, dtype)]
             for name, (label, colour) in lines.items():
                 points = [(size, found[name]) for size, found in mine if name in found]
                 if points:
