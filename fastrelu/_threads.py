@@ -9,6 +9,7 @@ threads are inside :func:`limit` (Dask tasks run their block on one thread).
 Plain Python and NumPy, so that importing fastrelu imports no Numba.
 """
 
+import _thread
 import contextlib
 import os
 import threading
@@ -58,16 +59,22 @@ def uninterrupted(function, *args):
     if threading.current_thread() is not threading.main_thread():
         return function(*args)
     outcome = []
+    finished = _thread.allocate_lock()
+    finished.acquire()
 
     def target():
         try:
             outcome.append((True, function(*args)))
         except BaseException as error:  # handed to the caller below
             outcome.append((False, error))
+        finally:
+            finished.release()
 
-    helper = threading.Thread(target=target, name="fastrelu-uninterrupted", daemon=True)
-    helper.start()
-    helper.join()
+    # Not threading.Thread: its start() waits on a Condition, which an
+    # interrupt can leave half released ("release unlocked lock").  Starting
+    # the thread is one C call, and the wait one interruptible acquire.
+    _thread.start_new_thread(target, ())
+    finished.acquire()
     done, value = outcome[0]
     if done:
         return value
