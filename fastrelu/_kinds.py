@@ -21,10 +21,18 @@ import sys
 
 import numpy as np
 
+from ._device import _library
+
 
 def _torch_tensor(obj):
+    """Whether *obj* is a PyTorch tensor that needs adapting: on the CPU, or
+    one that requires grad (the GPU path takes the others as they are)."""
+    if _library(obj) != "torch" or not hasattr(obj, "is_cuda"):
+        return False
+    if obj.is_cuda is not True:
+        return True
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.Tensor)
+    return getattr(obj, "requires_grad", False) is True and hasattr(torch, "is_grad_enabled")
 
 
 def _tensor_view(name, tensor):
@@ -78,8 +86,9 @@ def adapt(names, objects, out):
                 given.mask = _union(masks, given.shape)
             return given
         if tensors:
-            torch = sys.modules["torch"]
-            return result if isinstance(result, torch.Tensor) else torch.from_numpy(np.asarray(result))
+            if _library(result) == "torch":
+                return result
+            return sys.modules["torch"].from_numpy(np.asarray(result))
         if masks:
             mask = _union(masks, np.shape(result))
             if not isinstance(result, np.ndarray):
