@@ -22,7 +22,7 @@ from fastrelu._table import KERNELS
 # Running the suite takes half a minute: -m slow.  The default run renders the
 # kept record (tests/test_docs.py) and times the kernels (fastrelu bench, in
 # tests/test_cli.py).
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.exhaustive
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "float64")

@@ -637,7 +637,7 @@ def _script_succeeds(code, timeout=120):
 @pytest.mark.parametrize(
     "changed",
     [
-        pytest.param(name, marks=() if name == "_libm.py" else pytest.mark.slow)
+        pytest.param(name, marks=() if name == "_libm.py" else pytest.mark.exhaustive)
         for name in ("_loops.py", "_formulas.py", "_libm.py", "_native.py", "_pool.py")
     ],
 )

@@ -218,7 +218,7 @@ def test_modules_in_a_sequential_model_train():
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.exhaustive)])
 def test_torch_compile_traces_the_operators_without_graph_breaks(backend):
     torch._dynamo.reset()
     torch.manual_seed(1)
