@@ -1,5 +1,5 @@
-"""The command line: ``fastrelu info``, ``fastrelu bench``, ``fastrelu demo``
-(also ``python -m fastrelu ...``)."""
+"""The command line: ``fastrelu info``, ``fastrelu bench``, ``fastrelu demo``,
+``fastrelu study`` (also ``python -m fastrelu ...``)."""
 
 import argparse
 import os
@@ -220,6 +220,43 @@ def demo(args):
     return 0
 
 
+def study(args):
+    """Measure how often ReLU'(0) changes backpropagation and training on the
+    digits data, print the tables and draw the sweeps."""
+    from . import _study
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print(f"fastrelu study: error: {_study.MISSING}", file=sys.stderr)
+        return 1
+    sweeps = tuple(dict.fromkeys(args.sweep or ()))
+    path = None if args.no_plot or not sweeps else Path(args.output)
+    if path is not None:
+        why = _unwritable(path)
+        if why:
+            print(f"fastrelu study: error: cannot write the figure to {path}: {why}", file=sys.stderr)
+            return 1
+    if args.quick:
+        plan = _study.Plan.quick(args.inits, sweeps, args.seed)
+    else:
+        plan = _study.Plan(args.inits or _study.Plan.inits, sweeps, seed=args.seed)
+    print(_study.introduction(plan) + "\n", flush=True)
+    with _progress(total=plan.steps(), desc="training", unit="run") as bar:
+        results = _study.run(plan, progress=lambda: bar.update(1))
+    print(_study.report(plan, *results))
+    if path is None:
+        return 0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("\nNo figure: matplotlib is not installed (pip install 'fastrelu[study]').")
+        return 0
+    _study.plot(results[1], path)
+    print(f"\nFigure written to {path}")
+    return 0
+
+
 def _unwritable(path):
     """None if a file can be written at *path* (its folder made if need be),
     else why not; checked before the work whose result it will hold."""
@@ -282,6 +319,34 @@ def make_parser():
     )
     p.add_argument("--no-plot", action="store_true", help="print the results only")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser(
+        "study",
+        help="how often ReLU's subgradient at 0 changes backpropagation, on real data",
+        description="Train multi-layer perceptrons on scikit-learn's digits data with ReLU'(0) = 0 "
+        "and 1 from the same weights and minibatches, in float16, float32 and float64, and count "
+        "the runs whose gradients differ (after Bertoin et al., NeurIPS 2021); then train with "
+        "ReLU'(0) in {0, 0.5, 1} and compare where training ends.  Needs scikit-learn "
+        "(pip install 'fastrelu[study]').",
+    )
+    p.add_argument(
+        "--inits",
+        type=_positive_int,
+        help=f"initialisations per network and precision (default {300}, 12 with --quick)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        choices=["depth", "width"],
+        help="also vary the depth or the width (may be given twice); draws the figure",
+    )
+    p.add_argument("--quick", action="store_true", help="a run of a few seconds, for testing")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches (default 0)")
+    p.add_argument(
+        "--output", default="fastrelu-study.png", help="the PNG of the sweeps (default fastrelu-study.png)"
+    )
+    p.add_argument("--no-plot", action="store_true", help="print the results only")
+    p.set_defaults(func=study)
     return parser
 
 

@@ -21,14 +21,16 @@ def fastrelu_cli(*args, env=None):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["info"], ["bench"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["info"], ["bench"], ["demo"], ["study"]])
 def test_every_command_has_help(command):
     proc = fastrelu_cli(*command, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith("usage: fastrelu")
     if command == ["bench"]:
         assert all(option in proc.stdout for option in ("--size", "--dtype", "--device"))
     if command == []:
-        assert all(name in proc.stdout for name in ("info", "bench", "demo"))
+        assert all(name in proc.stdout for name in ("info", "bench", "demo", "study"))
+    if command == ["study"]:
+        assert all(option in proc.stdout for option in ("--inits", "--sweep", "--quick"))
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,8 @@ def test_every_command_has_help(command):
         ["bench", "--repeat", "x"],
         ["demo", "--epochs", "-1"],
         ["demo", "--bogus"],
+        ["study", "--sweep", "height"],
+        ["study", "--inits", "0"],
         ["info", "extra"],
     ],
 )
@@ -59,7 +63,8 @@ def test_bare_command_lists_the_commands_and_version_says_it():
     bare = fastrelu_cli()
     assert bare.returncode == 0 and bare.stderr == ""
     assert all(
-        re.search(rf"^\s+{name}\s+\S", bare.stdout, re.MULTILINE) for name in ("info", "bench", "demo")
+        re.search(rf"^\s+{name}\s+\S", bare.stdout, re.MULTILINE)
+        for name in ("info", "bench", "demo", "study")
     )
     version = fastrelu_cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"fastrelu {fastrelu.__version__}"

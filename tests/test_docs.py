@@ -105,6 +105,24 @@ def test_the_demo_output_on_the_kink_page_is_what_fastrelu_demo_prints():
     assert proc.stdout == _kept("demo.txt"), "run `fastrelu demo --no-plot` and keep its output in docs/data"
 
 
+@pytest.mark.exhaustive
+def test_the_study_output_on_the_kink_page_is_what_fastrelu_study_prints(tmp_path):
+    """The study is deterministic too (about 10 minutes on 2 cores)."""
+    pytest.importorskip("sklearn")
+    command = (ROOT / "docs" / "data" / "study.txt").read_text().splitlines()[0][2:].split()
+    assert command[:2] == ["fastrelu", "study"] and command[-2] == "--output"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrelu", *command[2:-1], str(tmp_path / "study.png")],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed, _, written = proc.stdout.rpartition("\nFigure written to ")
+    kept, _, _ = _kept("study.txt").rpartition("\nFigure written to ")
+    assert printed == kept and written.strip() == str(tmp_path / "study.png")
+
+
 def _masked(text):
     """*text* with its numbers replaced: the form of a timing command's output."""
     return _NUMBER.sub("#", re.sub(r"\d+ µs", "# µs", text))
@@ -164,7 +182,8 @@ def test_figures_script_draws_every_figure_the_pages_show(tmp_path):
         for line in page.read_text().splitlines():
             if line.startswith("![") and "](img/" in line:
                 shown.add(line.split("](img/")[1].rstrip(")"))
-    assert shown - {"bench-ratios.png", "demo-loss.png"} == drawn  # those two: bench/ and the demo
+    # Those three: bench/, the demo and the study.
+    assert shown - {"bench-ratios.png", "demo-loss.png", "study.png"} == drawn
     for name in drawn:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert proc.stdout == _kept("figures.txt"), "keep the output of `python docs/figures.py` in docs/data"
