@@ -77,6 +77,14 @@ def condense(runs, command):
         elif suite == "startup":
             samples = [t for b in found for t in b["extra_info"]["samples"]]
             record["startup"].append({"step": extra["step"], "samples": samples})
+        elif suite == "mask":
+            impls = {}
+            for key, impl in extra["implementations"].items():
+                samples = [t for b in found for t in b["extra_info"]["implementations"][key]["samples"]]
+                impls[key] = {"label": impl["label"], "bytes": impl["bytes"], "quartiles": quartiles(samples)}
+            record.setdefault("mask", []).append(
+                {**{k: extra[k] for k in ("op", "dtype", "size")}, "implementations": impls}
+            )
         elif suite == "dask":
             fields = {k: extra[k] for k in ("op", "scheduler", "size", "chunk", "key", "impl", "bytes")}
             median = statistics.median(b["stats"]["median"] for b in found)
@@ -323,7 +331,26 @@ def section(record, plot_line, source=RECORD):
         parts += ["### Import and first call", startup_table(record["startup"])]
     if record["dask"]:
         parts += ["### Dask", dask_table(record["dask"])]
+    if record.get("mask"):
+        parts += ["### Keeping a mask", mask_table(record["mask"])]
     return "\n\n".join(parts)
+
+
+def mask_table(rows):
+    """ReLU with its mask against ReLU alone: median times, GB/s of the bytes
+    each moves, and the ratio of the times."""
+    body = []
+    order = {"relu": 0, "relu_backward": 1}
+    for row in sorted(rows, key=lambda r: (order.get(r["op"], 2), r["dtype"], r["size"])):
+        plain, mask = row["implementations"]["plain"], row["implementations"]["mask"]
+        cells = []
+        for impl in (plain, mask):
+            median = impl["quartiles"][1]
+            cells += [fmt(median * 1e6), fmt(impl["bytes"] / median / 1e9)]
+        ratio = mask["quartiles"][1] / plain["quartiles"][1]
+        body.append([f"`{mask['label']}`", row["dtype"], size_label(row["size"]), *cells, fmt(ratio)])
+    header = ["with the mask", "dtype", "size", "without, µs", "GB/s", "with, µs", "GB/s", "with / without"]
+    return table(header, body)
 
 
 def replace_section(text, body):

@@ -2,7 +2,7 @@
 
     python bench/run.py [--json FILE] [--output PAGE] [--repeat N] [pytest options]
 
-Runs ``bench/test_kernels.py``, ``bench/test_startup.py`` and
+Runs ``bench/test_kernels.py``, ``bench/test_mask.py``, ``bench/test_startup.py`` and
 ``bench/test_dask.py`` (when Dask is installed) under
 pytest-benchmark, then ``bench/render.py`` on the JSON they wrote, which
 keeps the results in ``--record`` (``docs/data/bench-suite.json``) and
@@ -25,7 +25,7 @@ from pathlib import Path
 import render
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE = ["bench/test_kernels.py", "bench/test_startup.py", "bench/test_dask.py"]
+SUITE = ["bench/test_kernels.py", "bench/test_mask.py", "bench/test_startup.py", "bench/test_dask.py"]
 # pyproject's addopts hold --benchmark-disable, which --benchmark-enable
 # overrides.  min-rounds is the number of interleaved rounds of each kernel
 # group (test_kernels.py), the number of fresh processes per start-up step,

@@ -202,10 +202,7 @@ def test_kernels(benchmark, request, arrays, torch_threads, op, dtype, size):
         calls[impl.key] = functools.partial(impl.call, *args)
         found[impl.key] = impl
 
-    rounds = max(1, request.config.getoption("benchmark_min_rounds"))
-    timings = {}
-    benchmark.group = f"{op} {dtype} 2**{size.bit_length() - 1}"
-    benchmark.pedantic(lambda: timings.update(interleave(calls, rounds)), rounds=1, iterations=1)
+    timings = timed(benchmark, request, calls, f"{op} {dtype} 2**{size.bit_length() - 1}")
     benchmark.extra_info.update(
         suite="kernels",
         op=op,
@@ -215,6 +212,17 @@ def test_kernels(benchmark, request, arrays, torch_threads, op, dtype, size):
         threads=fastrelu.get_num_threads(),
         implementations=implementation_info(found, timings),
     )
+
+
+def timed(benchmark, request, calls, group):
+    """Time *calls* (name -> callable) in interleaved rounds as benchmark
+    *group*, as many rounds as ``--benchmark-min-rounds`` says; return their
+    :class:`fastrelu._throughput.Timing` by name."""
+    rounds = max(1, request.config.getoption("benchmark_min_rounds"))
+    timings = {}
+    benchmark.group = group
+    benchmark.pedantic(lambda: timings.update(interleave(calls, rounds)), rounds=1, iterations=1)
+    return timings
 
 
 def implementation_info(found, timings):

@@ -52,6 +52,7 @@ PER_THREAD_DEFAULT = 2
 
 
 _ACCESS = {name: getattr(_vectors, name) for name in ("vload", "vstore", "load1", "store1")}
+load1, store1 = _vectors.load1, _vectors.store1
 _GRID = """
 def grid({operands}, out, n, scalars):
     start, stride = cuda.grid(1), cuda.gridsize(1)
@@ -145,7 +146,39 @@ def fill_kernel(dst, value, n):
         dst[i] = value
 
 
-_HELPERS = {"gather": gather_kernel, "scatter": scatter_kernel, "fill": fill_kernel}
+def mask_forward_kernel(x, y, bits, row, row_bytes, nbytes):
+    # relu and the mask (fastrelu.ReluMask): one thread per byte of the
+    # mask, which it alone writes, and its up to 4 elements.
+    for b in range(cuda.grid(1), nbytes, cuda.gridsize(1)):
+        r = b // row_bytes
+        q = b - r * row_bytes
+        e = r * row + 4 * q
+        code = 0
+        for k in range(min(4, row - 4 * q)):
+            v = load1(x, e + k)
+            store1(y, e + k, f.relu(v))
+            code |= f.relu_code(v) << (2 * k)
+        store1(bits, b, code)
+
+
+def mask_backward_kernel(grad, out, bits, row, row_bytes, nbytes, scalars):
+    # relu_backward from the mask: one thread per byte of the mask.
+    for b in range(cuda.grid(1), nbytes, cuda.gridsize(1)):
+        r = b // row_bytes
+        q = b - r * row_bytes
+        e = r * row + 4 * q
+        codes = load1(bits, b)
+        for k in range(min(4, row - 4 * q)):
+            store1(out, e + k, f.relu_grad_code((codes >> (2 * k)) & 3, load1(grad, e + k), scalars[0]))
+
+
+_HELPERS = {
+    "gather": gather_kernel,
+    "scatter": scatter_kernel,
+    "fill": fill_kernel,
+    "mask_forward": mask_forward_kernel,
+    "mask_backward": mask_backward_kernel,
+}
 _dispatchers: dict[Any, Any] = {}
 
 
@@ -218,7 +251,8 @@ def _compile(name, width, sig, device):
 def signature(name, compute, spec):
     """The Numba types of the arguments of kernel *name*, from *spec*:
     (source dtype, destination dtype, dimensions) for "gather" and
-    "scatter", (dtype,) for "fill", and for an entry of
+    "scatter", (dtype,) for "fill" and "mask_forward", (grad dtype, result
+    dtype) for "mask_backward", and for an entry of
     :data:`fastrelu._table.KERNELS` the dtypes of its operands and output
     and then the number of scalars (computing in *compute*)."""
     i64 = types.int64
@@ -231,6 +265,20 @@ def signature(name, compute, spec):
     if name == "fill":
         (dtype,) = spec
         return (pointer(dtype), from_dtype(dtype), i64)
+    if name == "mask_forward":
+        (dtype,) = spec
+        return (pointer(dtype), pointer(dtype), pointer(np.dtype(np.uint8)), i64, i64, i64)
+    if name == "mask_backward":
+        grad, result = spec
+        return (
+            pointer(grad),
+            pointer(result),
+            pointer(np.dtype(np.uint8)),
+            i64,
+            i64,
+            i64,
+            scalars_type(compute, 1),
+        )
     *dtypes, count = spec
     return (*map(pointer, dtypes), i64, scalars_type(compute, count))
 
@@ -555,3 +603,112 @@ def run(kernel, inputs, out, shape, result, scalars, compute, stream=None):
                 return out
             return host[()] if host.ndim == 0 else host
     return target.obj
+
+
+def _mask_call(direction, source, out, bits, shape, result, compute, scalars, stream):
+    """The GPU twin of the CPU's mask code (:mod:`fastrelu._mask`):
+    *direction* "forward" computes ``y`` from ``x`` (*source*) into the
+    bits, "backward" the gradient from ``grad`` (*source*) and the bits.
+    The arrays are DeviceOperands (a host ``grad`` scalar is filled in on
+    the device), or all host arrays for ``device="cuda"``: copied in, and
+    the results back out.  Returns ``(result, bits)``.  All checks must
+    already have passed."""
+    from ._mask import _layout, packed_shape
+
+    named = {
+        k: a for k, a in (("source", source), ("out", out), ("bits", bits)) if isinstance(a, DeviceOperand)
+    }
+    host_call = not named
+    device = common_device(named)
+    handle, waits, torch_current = plan_streams(stream, named)
+    with on_device(device):
+        if torch_current:
+            import torch
+
+            handle = torch.cuda.current_stream(device).cuda_stream or LEGACY_DEFAULT
+        launch_stream = numba_stream(handle, device)
+        wait_for(waits, launch_stream, device)
+        alloc = Allocator(
+            "numba" if host_call else next(iter(named.values())).kind, handle, launch_stream, device
+        )
+        host_bits = bits
+        if host_call:
+            if source.ndim:
+                source = DeviceOperand(cuda.to_device(np.ascontiguousarray(source), stream=launch_stream))
+            if direction == "backward":
+                bits = DeviceOperand(cuda.to_device(np.ascontiguousarray(bits), stream=launch_stream))
+        if bits is None or (host_call and direction == "forward"):
+            bits = DeviceOperand(alloc.empty(packed_shape(shape), np.uint8))
+        given = None if host_call else out
+        target = given if given is not None else DeviceOperand(alloc.empty(shape, result))
+        n = target.size
+        if n:
+            direct = target.c_contiguous()
+            flat = target if direct else DeviceOperand(alloc.empty(shape, result))
+            view = _input_view(source, shape, n, result, compute, given, alloc)
+            row, row_bytes, nbytes = _layout(shape, n)
+            args = (address(view), address(flat), address(bits), row, row_bytes, nbytes)
+            if direction == "forward":
+                launch("mask_forward", None, (result,), nbytes, args, launch_stream)
+            else:
+                args += (tuple(compute.type(s) for s in scalars),)
+                launch("mask_backward", compute, (view.dtype, result), nbytes, args, launch_stream)
+            if not direct:
+                offset, strides = _layout(target, shape)
+                args = (address(flat), address(target), offset, strides, shape, n)
+                launch("scatter", None, (result, result, len(shape)), n, args, launch_stream)
+        if not host_call:
+            return target.obj, bits.obj
+        y = target.obj.copy_to_host(stream=launch_stream)
+        b = bits.obj.copy_to_host(stream=launch_stream) if direction == "forward" else None
+        launch_stream.synchronize()
+    if out is not None:
+        np.copyto(out, y)
+        y = out
+    elif y.ndim == 0:
+        y = y[()]
+    if b is not None and host_bits is not None:
+        np.copyto(host_bits, b)
+        b = host_bits
+    return y, b
+
+
+def relu_with_mask(x, out, mask_out, device, stream):
+    """:func:`fastrelu.relu_with_mask` on the GPU: device arrays, or host
+    arrays with ``device="cuda"``."""
+    from . import _mask
+    from ._elementwise import as_array, check_out
+
+    given_bits = getattr(mask_out, "bits", mask_out)
+    _device.placement(device, out, {"x": x, "mask_out": given_bits})
+    x = as_array("x", x)
+    shape, dtype = x.shape, x.dtype
+    if out is not None:
+        out = check_out(out, shape, dtype)
+    bits = None
+    if mask_out is not None:
+        bits = _mask._check_mask_out(mask_out, shape, (x, out))
+        if not isinstance(bits, np.ndarray):
+            bits = DeviceOperand(bits)
+            if bits.readonly or not bits.c_contiguous():
+                raise ValueError("mask_out must be a writeable, C-contiguous array")
+    y, bits = _mask_call("forward", x, out, bits, shape, dtype, dtype, (), stream)
+    return y, _mask.ReluMask(bits, shape, dtype)
+
+
+def relu_backward_from_mask(mask, grad, out, at_zero, device, stream):
+    """:func:`fastrelu.relu_backward_from_mask` on the GPU."""
+    from . import _mask
+    from ._elementwise import as_array, check_out
+
+    _device.placement(device, out, {"bits": mask.bits, "grad": grad})
+    grad_obj = grad
+    grad = as_array("grad", grad)
+    _mask._check_grad_shape(mask.shape, grad.shape)
+    result, compute, scalars = _mask.backward_types(mask, grad_obj, at_zero)
+    if out is not None:
+        out = check_out(out, mask.shape, result)
+    bits = mask.bits if isinstance(mask.bits, np.ndarray) else DeviceOperand(mask.bits)
+    if isinstance(bits, DeviceOperand) and not bits.c_contiguous():
+        raise ValueError("the mask's bits on the GPU must be C-contiguous")
+    return _mask_call("backward", grad, out, bits, mask.shape, result, compute, scalars, stream)[0]

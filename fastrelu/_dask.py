@@ -86,3 +86,112 @@ def apply(kernel, operands, out, device, stream, kwargs):
         device=device,
         **kwargs,
     )
+
+
+def _mask_chunks(x):
+    """*x* with its chunks along the last axis multiples of 4 elements (but
+    the last), so that no byte of a mask spans two blocks."""
+    last = x.chunks[-1]
+    if all(c % 4 == 0 for c in last[:-1]):
+        return x
+    step = max(4, (max(last) + 3) // 4 * 4)
+    return x.rechunk({x.ndim - 1: step})
+
+
+def _packed_chunks(chunks):
+    """The chunks of the bits of a mask of an array chunked as *chunks*."""
+    return chunks[:-1] + (tuple((c + 3) // 4 for c in chunks[-1]),)
+
+
+def _forward_block(threads, block):
+    from . import _mask
+
+    with _threads.limit(threads):
+        return _mask.relu_with_mask(block)[1].bits
+
+
+def _backward_block(threads, bits, grad, *, mask_dtype, at_zero):
+    from . import _mask
+
+    with _threads.limit(threads):
+        mask = _mask.ReluMask(bits, grad.shape, mask_dtype)
+        return np.asarray(_mask.relu_backward_from_mask(mask, grad, at_zero=at_zero))
+
+
+def _refuse(name, out, stream, mask_out=None):
+    if out is not None or mask_out is not None:
+        raise TypeError(
+            f"{name}: out= and mask_out= are not supported with Dask arrays; use the returned Dask "
+            "arrays (and dask.array.store to write them into existing arrays)"
+        )
+    if stream is not None:
+        raise TypeError(f"{name}: stream= does not apply to Dask arrays; each task uses the default stream")
+
+
+def relu_with_mask(x, out, mask_out, device, stream):
+    """:func:`fastrelu.relu_with_mask` of a Dask array: ``y`` and a mask
+    whose bits are a Dask array chunked as ``x`` (see :func:`_mask_chunks`).
+    ``y`` and the bits are two tasks per block, each reading the block."""
+    import dask.array as da
+
+    from . import _mask
+    from ._table import KERNELS
+
+    _refuse("relu_with_mask", out, stream, mask_out)
+    if not is_dask_array(x):
+        raise TypeError("relu_with_mask: out and mask_out cannot be Dask arrays for an x that is not one")
+    _device.placement(device, None, {"x": x._meta})
+    _mask.relu_with_mask(np.empty(0, x.dtype))  # the dtype's checks, now
+    shape, flat = x.shape, x.ndim == 0
+    if flat:
+        x = x.reshape(1)
+    x = _mask_chunks(x)
+    y = apply(KERNELS["relu"], (x,), None, device, None, {})
+    bits = da.map_blocks(
+        _forward_block,
+        config.DASK_BLOCK_THREADS,
+        x,
+        dtype=np.uint8,
+        chunks=_packed_chunks(x.chunks),
+        meta=da.utils.meta_from_array(x._meta, x.ndim, dtype=np.uint8),
+        token="fastrelu-relu_with_mask",
+    )
+    return (y.reshape(()) if flat else y), _mask.ReluMask(bits, shape, x.dtype)
+
+
+def relu_backward_from_mask(mask, grad, out, at_zero, device, stream):
+    """:func:`fastrelu.relu_backward_from_mask` with Dask bits or a Dask
+    ``grad``: a Dask array chunked as the mask's bits say."""
+    import dask.array as da
+
+    from . import _mask
+
+    _refuse("relu_backward_from_mask", out, stream)
+    bits = mask.bits if is_dask_array(mask.bits) else da.from_array(np.asarray(mask.bits))
+    _device.placement(device, None, {"bits": bits._meta, "grad": grad._meta if is_dask_array(grad) else grad})
+    # The eager function on empty stand-ins: at_zero and the dtypes are
+    # checked now, and the result dtype follows the eager rules.
+    empty = _mask.ReluMask(np.empty(0, np.uint8), (0,), mask.dtype)
+    dtype = _mask.relu_backward_from_mask(empty, _probe(grad), at_zero=at_zero).dtype
+    _mask._check_grad_shape(mask.shape, np.shape(grad))
+    shape = mask.shape or (1,)
+    if not is_dask_array(grad):
+        grad = da.asarray(np.asarray(grad, dtype))
+    grad = da.broadcast_to(grad.reshape((1,) * (len(shape) - grad.ndim) + grad.shape), shape)
+    # The elements' chunks along the last axis: 4 per byte, but the last.
+    last = bits.chunks[-1]
+    elements = tuple(4 * c for c in last[:-1]) + (shape[-1] - 4 * sum(last[:-1]),)
+    grad = grad.rechunk(bits.chunks[:-1] + (elements,))
+    result = da.map_blocks(
+        _backward_block,
+        config.DASK_BLOCK_THREADS,
+        bits,
+        grad,
+        dtype=dtype,
+        chunks=grad.chunks,
+        meta=da.utils.meta_from_array(grad._meta, grad.ndim, dtype=dtype),
+        token="fastrelu-relu_backward_from_mask",
+        at_zero=at_zero,
+        mask_dtype=mask.dtype,
+    )
+    return result.reshape(()) if not mask.shape else result

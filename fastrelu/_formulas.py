@@ -6,6 +6,8 @@ and so that it also runs as plain Python.  Constants are built with
 ``type(x)(...)`` so that float32 arithmetic stays in float32.
 """
 
+import math
+
 from numba.extending import register_jitable
 
 from ._libm import exp_nonpositive, exp_nonpositive_sum, is_single, log1p_unit
@@ -31,6 +33,36 @@ def relu_grad(x, grad, at_zero):
         # A mask, not a product: with at_zero == 0 an inf or NaN grad gives 0.
         return zero if at_zero == 0 else at_zero * grad
     return type(grad)(x)  # x is NaN
+
+
+# The sign classes of a mask (fastrelu.ReluMask): 2-bit codes.
+NEGATIVE, POSITIVE, ZERO, NAN = 0, 1, 2, 3
+
+
+@register_jitable(forceinline=True)
+def relu_code(x):
+    """The sign class of x as a mask's 2-bit code: 0 where x < 0, 1 where
+    x > 0, 2 where x == 0 (either sign), 3 where x is NaN."""
+    zero = type(x)(0)
+    # Selects, not branches: the loops around it vectorise.
+    code = 1 if x > zero else 0
+    code = 2 if x == zero else code
+    return 3 if x != x else code
+
+
+@register_jitable(forceinline=True)
+def relu_grad_code(code, grad, at_zero):
+    """:func:`relu_grad` from the sign class of x (its code, see
+    :func:`relu_code`): the same result for every x of that class, and the
+    default quiet NaN for a NaN x (whose own sign and payload the code does
+    not hold)."""
+    zero = type(grad)(0)
+    # Selects, not branches, as relu_grad's cases: grad for x > 0, exactly
+    # 0 for x < 0, the subgradient for x == 0, NaN for NaN.
+    at_zero_value = zero if at_zero == 0 else at_zero * grad
+    result = grad if code == 1 else zero
+    result = at_zero_value if code == 2 else result
+    return type(grad)(math.nan) if code == 3 else result
 
 
 @register_jitable

@@ -103,10 +103,10 @@ def _stamp_with_dependencies(cache):
 @functools.cache
 def _sources_digest():
     """A digest of the source of every module compiled code is made from."""
-    from . import _formulas, _libm, _loops, _native, _pool
+    from . import _formulas, _libm, _loops, _maskloops, _native, _pool
 
     digest = hashlib.sha256()
-    for module in (_formulas, _libm, _loops, _native, _pool):
+    for module in (_formulas, _libm, _loops, _maskloops, _native, _pool):
         with open(module.__file__, "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()

@@ -177,6 +177,15 @@ def _run(function, plan, arrays, scalars):
         store(args + 8 * word, address)
         word += 1
     store_floats(args + 8 * word, scalars)
+    return run_chunks(function, plan, args, n, nbytes)
+
+
+@register_jitable
+def run_chunks(function, plan, args, n, nbytes):
+    """Run the chunk function at address *function* over ``range(n)`` with
+    the argument block *args*, serially or on the pool as *plan* asks;
+    *nbytes*, the bytes of the output, decides on non-temporal stores.
+    ``NEEDS_PLAN`` where Python must act first."""
     settings = _pool.settings_address()
     store(args + 8 * STREAM_WORD, 1 if nbytes >= load(settings + 8 * _threads.STREAM_FROM) else 0)
     if n == 0:

@@ -187,22 +187,32 @@ stack_words.__doc__ = "The address of a buffer of 8 int64 words on the caller's 
 STAGING_BYTES = 2048
 stack_staging = _stack(STAGING_BYTES // 8, align=64)
 stack_staging.__doc__ = "The address of a 2 KiB buffer on the caller's stack, on a 64-byte boundary."
+stack_codes = _stack(64, align=64)
+stack_codes.__doc__ = "The address of a 512-byte buffer on the caller's stack, on a 64-byte boundary."
 
 
-@intrinsic
-def stream_line(typingctx, destination, source):
-    """Copy the 64 bytes at *source* to *destination* (both 64-byte aligned)
-    with a non-temporal store: past the caches, without reading the
-    destination's line first."""
+def _stream_line(source_align):
+    @intrinsic
+    def stream(typingctx, destination, source):
+        def codegen(context, builder, signature, args):
+            line = ir.VectorType(_I64, 8)
+            value = builder.load(builder.inttoptr(args[1], line.as_pointer()), align=source_align)
+            store = builder.store(value, builder.inttoptr(args[0], line.as_pointer()), align=64)
+            store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+            return context.get_dummy_value()
 
-    def codegen(context, builder, signature, args):
-        line = ir.VectorType(_I64, 8)
-        value = builder.load(builder.inttoptr(args[1], line.as_pointer()), align=64)
-        store = builder.store(value, builder.inttoptr(args[0], line.as_pointer()), align=64)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-        return context.get_dummy_value()
+        return types.none(types.int64, types.int64), codegen
 
-    return types.none(types.int64, types.int64), codegen
+    return stream
+
+
+stream_line = _stream_line(64)
+stream_line.__doc__ = """Copy the 64 bytes at *source* to *destination* (both 64-byte aligned)
+with a non-temporal store: past the caches, without reading the
+destination's line first."""
+stream_line_unaligned = _stream_line(1)
+stream_line_unaligned.__doc__ = """:func:`stream_line` from a *source* at any address (*destination*
+is 64-byte aligned)."""
 
 
 @intrinsic

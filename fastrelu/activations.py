@@ -1,4 +1,5 @@
-"""The public activations: ReLU and softplus, forward and backward.
+"""The public activations: ReLU and softplus, forward and backward, and
+ReLU's backward from its output or from a packed mask.
 
 Each function here gives a kernel of :data:`fastrelu._table.KERNELS` its
 signature and documentation; :func:`fastrelu._front.elementwise` makes the
@@ -12,7 +13,10 @@ from typing import Any, TypeVar
 
 from numpy.typing import ArrayLike
 
+from . import _mask
+from ._elementwise import real_param
 from ._front import elementwise
+from ._mask import ReluMask
 from ._table import KERNELS
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -262,3 +266,219 @@ def softplus_backward(
     >>> fastrelu.softplus_backward(np.array([-800.0, 0.0, 800.0]), np.ones(3))
     array([0. , 0.5, 1. ])
     """
+
+
+_FROM_OUTPUT_AT_ZERO = (
+    "relu_backward_from_output takes at_zero=0 only: y = relu(x) is 0 both where x == 0 and where "
+    "x < 0, so the subgradient at 0 cannot be told from the 0 for x < 0; keep x, or a mask "
+    "(relu_with_mask, relu_backward_from_mask), for another at_zero"
+)
+
+
+def relu_backward_from_output(
+    y: ArrayLike,
+    grad: ArrayLike,
+    out: Any = None,
+    *,
+    at_zero: float = 0.0,
+    device: str | None = None,
+    stream: Any = None,
+) -> Any:
+    """Gradient of ReLU computed from its output ``y = relu(x)`` instead of ``x``.
+
+    ``y > 0`` exactly where ``x > 0`` and ``y`` is NaN exactly where ``x``
+    is, so the result is ``relu_backward(x, grad)``, bit for bit, with the
+    default ``at_zero=0``.  A training loop can then compute
+    ``relu(x, out=x)`` in place and keep only ``y`` for the backward pass,
+    instead of both ``x`` and ``y``.
+
+    Parameters
+    ----------
+    y : array_like
+        The output of :func:`relu` (floating or integer dtype).
+    grad : array_like
+        The upstream gradient ``dL/dy``; broadcasts against ``y``.
+    out : ndarray, optional
+        Array of the result's shape and dtype that receives the result; it may
+        be ``y`` or ``grad`` itself.
+    at_zero : float, default 0.0
+        Must be 0: ``y == 0`` where ``x == 0`` and where ``x < 0`` alike, so
+        no other subgradient at 0 can be applied.
+    {device_parameters}
+
+    Returns
+    -------
+    ndarray or scalar
+        ``grad`` where ``y > 0``, exactly 0 where ``y == 0`` (whatever
+        ``grad`` holds), NaN where ``y`` is NaN; the dtype is NumPy's
+        promotion of ``y`` and ``grad``.  Runs where :func:`relu_backward`
+        runs (CPU, GPU, Dask arrays).
+
+    Raises
+    ------
+    ValueError
+        If ``at_zero`` is not 0 (the message says why), and as
+        :func:`relu_backward`.
+    TypeError
+        As :func:`relu_backward`.
+
+    See Also
+    --------
+    relu_with_mask, relu_backward_from_mask : keep 2 bits per element, for
+        any ``at_zero``, and ``x`` itself free to be overwritten.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> x = np.array([-1.0, 0.0, 1.0, 2.0])
+    >>> y = fastrelu.relu(x, out=x)  # x itself now holds y
+    >>> fastrelu.relu_backward_from_output(y, np.ones(4))
+    array([0., 0., 1., 1.])
+    """
+    if type(at_zero) is not float or at_zero != 0.0:
+        if real_param("at_zero", at_zero, 0.0, 1.0) != 0.0:
+            raise ValueError(f"{_FROM_OUTPUT_AT_ZERO}; got at_zero={at_zero!r}")
+    return relu_backward(y, grad, out, device=device, stream=stream)
+
+
+relu_backward_from_output.__doc__ = (relu_backward_from_output.__doc__ or "").replace(
+    "{device_parameters}", _DEVICE_PARAMETERS
+)
+
+
+def relu_with_mask(
+    x: ArrayLike,
+    out: Any = None,
+    *,
+    mask_out: Any = None,
+    device: str | None = None,
+    stream: Any = None,
+) -> tuple[Any, ReluMask]:
+    """ReLU and the mask its backward pass needs, in one pass over ``x``.
+
+    The mask holds the sign class of every element of ``x`` in 2 bits (see
+    :class:`ReluMask` for the layout), 16 times less than float32 ``x`` and
+    32 times less than float64: with it, :func:`relu_backward_from_mask`
+    gives ``relu_backward(x, grad, at_zero=...)`` for any ``at_zero``, so
+    ``x`` need not be kept, and ``out=x`` overwrites it with ``y``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of a floating (float16, float32, float64) or integer dtype,
+        any shape and memory layout.
+    out : ndarray, optional
+        Array of ``x``'s shape and dtype that receives ``y``; it may be ``x``
+        itself.
+    mask_out : ReluMask or ndarray of uint8, optional
+        Where to write the mask's bits, to reuse a buffer: a
+        :class:`ReluMask` (its ``bits``) or a C-contiguous, writeable uint8
+        array of the packed shape, ``x.shape[:-1] + (ceil(x.shape[-1] /
+        4),)``, on the device of ``x``.  The returned mask holds that very
+        array.
+    {device_parameters}
+
+    Returns
+    -------
+    y : ndarray or scalar
+        ``relu(x)``, bit for bit (``out`` when it is given).
+    mask : ReluMask
+        The packed sign classes of ``x``, with ``x``'s shape and dtype;
+        its ``bits`` are on the device of ``x`` (a NumPy, GPU or Dask array).
+
+    Raises
+    ------
+    TypeError
+        For unsupported dtypes, an ``out`` of the wrong dtype, a
+        ``mask_out`` that is not a ReluMask or uint8 array, ``out=`` or
+        ``mask_out=`` with Dask arrays, or host and GPU arrays in one call.
+    ValueError
+        For an ``out`` or ``mask_out`` of the wrong shape, a read-only one,
+        a ``mask_out`` that is not C-contiguous or shares memory with ``x``
+        or ``out``.  Nothing is written when an argument is refused.
+
+    Notes
+    -----
+    A Dask array's mask has Dask bits chunked as ``x``, whose chunks along
+    the last axis are made multiples of 4 elements (but the last) first,
+    so that no byte spans two chunks.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> x = np.array([[-2.0, 0.0, 3.0], [1.0, np.nan, -0.0]])
+    >>> y, mask = fastrelu.relu_with_mask(x)
+    >>> y
+    array([[ 0.,  0.,  3.],
+           [ 1., nan,  0.]])
+    >>> mask.bits.shape
+    (2, 1)
+    >>> fastrelu.relu_backward_from_mask(mask, np.full(x.shape, 10.0), at_zero=0.5)
+    array([[ 0.,  5., 10.],
+           [10., nan,  5.]])
+    """
+    return _mask.relu_with_mask(x, out, mask_out=mask_out, device=device, stream=stream)
+
+
+def relu_backward_from_mask(
+    mask: ReluMask,
+    grad: ArrayLike,
+    out: Any = None,
+    *,
+    at_zero: float = 0.0,
+    device: str | None = None,
+    stream: Any = None,
+) -> Any:
+    """Gradient of ReLU from the mask of :func:`relu_with_mask`.
+
+    The same result as ``relu_backward(x, grad, at_zero=at_zero)``, bit for
+    bit (dtype, signs of zero, infinities), where ``mask`` is the mask of
+    ``x``; it reads 2 bits per element instead of ``x``.  Where ``x`` was
+    NaN the result is the default quiet NaN (``relu_backward`` gives the
+    NaN of ``x`` itself, with its sign and payload).
+
+    Parameters
+    ----------
+    mask : ReluMask
+        The mask of ``x``.
+    grad : array_like
+        The upstream gradient ``dL/dy``; broadcasts to ``mask.shape``.
+    out : ndarray, optional
+        Array of ``mask.shape`` and the result's dtype that receives the
+        result; it may be ``grad`` itself.
+    at_zero : float, default 0.0
+        The subgradient where ``x == 0``, a number in ``[0, 1]`` (0 or 1
+        for an integer result), as in :func:`relu_backward`.
+    {device_parameters}
+
+    Returns
+    -------
+    ndarray or scalar
+        ``grad`` where ``x > 0``; ``at_zero * grad`` where ``x == 0``;
+        exactly 0 where ``x < 0`` (also with ``at_zero=0`` at ``x == 0``),
+        whatever ``grad`` holds; NaN where ``x`` is NaN.  The dtype is
+        NumPy's promotion of ``mask.dtype`` and ``grad``'s.
+
+    Raises
+    ------
+    TypeError
+        If ``mask`` is not a :class:`ReluMask`, for unsupported dtypes, an
+        ``out`` of the wrong dtype, or host and GPU arrays in one call.
+    ValueError
+        If ``grad`` does not broadcast to ``mask.shape`` or ``out`` has
+        another shape (the message names both shapes), for a read-only
+        ``out``, or a bad ``at_zero``.  Nothing is written when an argument
+        is refused.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrelu
+    >>> y, mask = fastrelu.relu_with_mask(np.array([-1.0, 0.0, 2.0]))
+    >>> fastrelu.relu_backward_from_mask(mask, np.array([3.0, 3.0, 3.0]), at_zero=1.0)
+    array([0., 3., 3.])
+    """
+    return _mask.relu_backward_from_mask(mask, grad, out, at_zero=at_zero, device=device, stream=stream)
+
+
+for _func in (relu_with_mask, relu_backward_from_mask):
+    _func.__doc__ = (_func.__doc__ or "").replace("{device_parameters}", _DEVICE_PARAMETERS)

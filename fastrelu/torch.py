@@ -22,8 +22,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import contextlib
 import math
 
-from . import _threads, activations
+from . import _device, _threads, activations
 from ._elementwise import real_param
+from ._mask import ReluMask, packed_shape
 
 __all__ = ["relu", "softplus", "ReLU", "Softplus"]
 
@@ -121,6 +122,97 @@ for _forward, _backward in ((_relu, _relu_backward), (_softplus, _softplus_backw
     _OPERATORS[_forward] = _op
 
 
+def _relu_with_mask(x: torch.Tensor, at_zero: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # at_zero is for the backward pass (the autograd formula reads it).
+    out = _new(x)
+    bits = torch.empty(packed_shape(x.shape), dtype=torch.uint8, device=x.device)
+    with _threads_for(x):
+        activations.relu_with_mask(_view(x), out=_view(out), mask_out=_view(bits))
+    return out, bits
+
+
+def _relu_backward_from_mask(bits: torch.Tensor, grad: torch.Tensor, at_zero: float) -> torch.Tensor:
+    out = _new(grad)
+    mask = ReluMask(_view(bits), tuple(grad.shape), _device._torch_dtype(grad.dtype))
+    with _threads_for(grad):
+        activations.relu_backward_from_mask(mask, _view(grad), out=_view(out), at_zero=at_zero)
+    return out
+
+
+def _relu_keeping_output(x: torch.Tensor) -> torch.Tensor:
+    return _relu(x, 0.0)
+
+
+_relu_mask_op = torch.library.custom_op("fastrelu::relu_with_mask", _relu_with_mask, mutates_args=())
+_relu_from_mask_op = torch.library.custom_op(
+    "fastrelu::relu_backward_from_mask", _relu_backward_from_mask, mutates_args=()
+)
+_relu_output_op = torch.library.custom_op(
+    "fastrelu::relu_keeping_output", _relu_keeping_output, mutates_args=()
+)
+
+
+@_relu_mask_op.register_fake
+def _(x, at_zero):
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(
+        packed_shape(x.shape), dtype=torch.uint8
+    )
+
+
+@_relu_from_mask_op.register_fake
+def _(bits, grad, at_zero):
+    return torch.empty_like(grad, memory_format=torch.contiguous_format)
+
+
+_relu_output_op.register_fake(_like_x)
+
+
+def _keep_mask(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.at_zero = inputs[1]
+
+
+def _gradient_from_mask(ctx, grad, grad_bits):
+    (bits,) = ctx.saved_tensors
+    return _relu_from_mask_op(bits, grad, ctx.at_zero), None
+
+
+def _keep_output(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+def _gradient_from_output(ctx, grad):
+    (y,) = ctx.saved_tensors
+    return torch.ops.fastrelu.relu_backward(y, grad, 0.0)
+
+
+_relu_mask_op.register_autograd(_gradient_from_mask, setup_context=_keep_mask)
+_relu_output_op.register_autograd(_gradient_from_output, setup_context=_keep_output)
+
+
+class _ReluSaving(torch.autograd.Function):
+    """Eager ReLU that keeps its output (``save="output"``) or its mask
+    (``save="mask"``) for the backward pass, not its input."""
+
+    @staticmethod
+    def forward(ctx, x, at_zero, save):
+        ctx.at_zero, ctx.save = at_zero, save
+        if save == "output":
+            y = _relu(x, 0.0)
+            ctx.save_for_backward(y)
+            return y
+        y, bits = _relu_with_mask(x, at_zero)
+        ctx.save_for_backward(bits)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (kept,) = ctx.saved_tensors
+        if ctx.save == "output":
+            return _relu_backward(kept, grad, 0.0), None, None
+        return _relu_backward_from_mask(kept, grad, ctx.at_zero), None, None
+
+
 class _Activation(torch.autograd.Function):
     """The same forward and backward passes, for calls outside torch.compile:
     an autograd Function costs a fraction of a registered operator's dispatch."""
@@ -145,7 +237,20 @@ def _apply(forward, backward, x, *params):
     return forward(x, *params)
 
 
-def relu(x: torch.Tensor, at_zero: float = 0.0) -> torch.Tensor:
+_SAVES = ("input", "output", "mask")
+
+
+def _check_save(save, at_zero):
+    if save not in _SAVES:
+        raise ValueError(f"save must be 'input', 'output' or 'mask', got {save!r}")
+    if save == "output" and at_zero != 0:
+        raise ValueError(
+            f"save='output' needs at_zero=0, got {at_zero!r}: y = relu(x) is 0 both where x == 0 and where "
+            "x < 0, so the subgradient at 0 cannot be applied from it; use save='mask' (2 bits per element)"
+        )
+
+
+def relu(x: torch.Tensor, at_zero: float = 0.0, save: str = "input") -> torch.Tensor:
     """ReLU, ``max(x, 0)``, whose gradient at ``x == 0`` is ``at_zero``.
 
     Parameters
@@ -156,6 +261,13 @@ def relu(x: torch.Tensor, at_zero: float = 0.0) -> torch.Tensor:
     at_zero : float, default 0.0
         The subgradient at 0, a number in ``[0, 1]``: the backward pass gives
         ``at_zero * grad`` where ``x == 0`` (PyTorch's ``torch.relu`` gives 0).
+    save : {"input", "output", "mask"}, default "input"
+        What the backward pass keeps: ``x`` itself; the output ``y`` (no
+        more memory when the next layer keeps ``y`` anyway; needs
+        ``at_zero=0``); or a mask of 2 bits per element
+        (:func:`fastrelu.relu_with_mask`), 16 times less than float32 ``x``.
+        The gradients are the same, bit for bit (where ``x`` is NaN, the
+        default quiet NaN with ``save="mask"``).
 
     Returns
     -------
@@ -171,7 +283,8 @@ def relu(x: torch.Tensor, at_zero: float = 0.0) -> torch.Tensor:
         If ``x`` is not a tensor of one of those dtypes (bfloat16 is not
         supported).
     ValueError
-        If ``at_zero`` is not a number in ``[0, 1]``.
+        If ``at_zero`` is not a number in ``[0, 1]``, ``save`` is not one of
+        its values, or ``save="output"`` with ``at_zero != 0``.
 
     Examples
     --------
@@ -180,9 +293,26 @@ def relu(x: torch.Tensor, at_zero: float = 0.0) -> torch.Tensor:
     >>> fastrelu.torch.relu(x, at_zero=1.0).sum().backward()
     >>> x.grad
     tensor([0., 1., 1.])
+    >>> x.grad = None
+    >>> fastrelu.torch.relu(x, at_zero=1.0, save="mask").sum().backward()
+    >>> x.grad
+    tensor([0., 1., 1.])
     """
+    at_zero = real_param("at_zero", at_zero, 0.0, 1.0)
+    _check_save(save, at_zero)
+    return _relu_saving(x, at_zero, save)
+
+
+def _relu_saving(x, at_zero, save):
+    """:func:`relu` with its arguments checked, but for ``x``."""
     _check_floating("x", x)
-    return _apply(_relu, _relu_backward, x, real_param("at_zero", at_zero, 0.0, 1.0))
+    if save == "input" or not (x.requires_grad and torch.is_grad_enabled()):
+        return _apply(_relu, _relu_backward, x, at_zero)
+    if torch.compiler.is_compiling():
+        if save == "output":
+            return _relu_output_op(x)
+        return _relu_mask_op(x, at_zero)[0]
+    return _ReluSaving.apply(x, at_zero, save)
 
 
 def softplus(x: torch.Tensor, beta: float = 1.0, threshold: float | None = None) -> torch.Tensor:
@@ -233,17 +363,29 @@ class ReLU(torch.nn.Module):
     ----------
     at_zero : float, default 0.0
         The gradient's value at ``x == 0``, a number in ``[0, 1]``.
+    save : {"input", "output", "mask"}, default "input"
+        What the backward pass keeps (see :func:`relu`): ``"mask"`` keeps 2
+        bits per element, 16 times less than float32 ``x``; ``"output"``
+        keeps ``y`` (needs ``at_zero=0``).
+
+    Raises
+    ------
+    ValueError
+        For an ``at_zero`` outside ``[0, 1]``, an unknown ``save``, or
+        ``save="output"`` with ``at_zero != 0``.
     """
 
-    def __init__(self, at_zero: float = 0.0):
+    def __init__(self, at_zero: float = 0.0, save: str = "input"):
         super().__init__()
         self.at_zero = real_param("at_zero", at_zero, 0.0, 1.0)
+        _check_save(save, self.at_zero)
+        self.save = save
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return relu(x, self.at_zero)
+        return _relu_saving(x, self.at_zero, self.save)
 
     def extra_repr(self) -> str:
-        return f"at_zero={self.at_zero}"
+        return f"at_zero={self.at_zero}" + ("" if self.save == "input" else f", save={self.save!r}")
 
 
 class Softplus(torch.nn.Module):

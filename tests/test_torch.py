@@ -265,3 +265,75 @@ def test_fastrelu_torch_says_what_is_missing_without_torch():
     code = "import sys\nsys.modules['torch'] = None\nimport fastrelu.torch\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "fastrelu.torch needs PyTorch" in proc.stderr
+
+
+# --- Keeping the output or a mask instead of the input -----------------------
+
+
+def _saved_bytes(module, x):
+    """The bytes autograd keeps for the backward pass of ``module(x)``."""
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(sizes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_relu_saving_output_or_mask_gives_the_same_gradients(dtype):
+    x0 = torch.tensor(np.random.default_rng(7).normal(size=(9, 13)) * 2).round().to(dtype)
+    x0[0, :4] = torch.tensor([0.0, -0.0, float("inf"), -float("inf")], dtype=dtype)
+    weight = torch.tensor(np.random.default_rng(8).normal(size=13), dtype=dtype)
+    weight[0] = float("inf")
+
+    def gradient(at_zero, save):
+        x = x0.clone().requires_grad_()
+        (ft.ReLU(at_zero, save)(x) * weight).sum().backward()
+        return x.grad
+
+    for at_zero, saves in ((0.0, ("output", "mask")), (0.5, ("mask",)), (1.0, ("mask",))):
+        expected = gradient(at_zero, "input")
+        for save in saves:
+            got = gradient(at_zero, save)
+            assert got.dtype == dtype
+            uint = f"u{got.element_size()}"
+            np.testing.assert_array_equal(got.numpy().view(uint), expected.numpy().view(uint))
+    x = x0.clone().requires_grad_()
+    itemsize = x0.element_size()
+    assert _saved_bytes(ft.ReLU(save="input"), x) == x0.numel() * itemsize
+    assert _saved_bytes(ft.ReLU(save="output"), x) == x0.numel() * itemsize
+    assert _saved_bytes(ft.ReLU(0.5, save="mask"), x) == 9 * 4  # 13 elements a row: 4 bytes
+    assert ft.ReLU(0.5, save="mask").extra_repr() == "at_zero=0.5, save='mask'"
+
+
+def test_save_output_needs_at_zero_0_and_save_is_checked():
+    with pytest.raises(ValueError, match="save='output' needs at_zero=0"):
+        ft.ReLU(at_zero=0.5, save="output")
+    with pytest.raises(ValueError, match="save='output' needs at_zero=0"):
+        ft.relu(torch.ones(2), at_zero=1.0, save="output")
+    with pytest.raises(ValueError, match="save must be"):
+        ft.ReLU(save="x")
+
+
+def test_saving_a_mask_under_torch_compile():
+    x0 = torch.tensor(np.random.default_rng(9).normal(size=(6, 10)), dtype=torch.float32).round()
+    for at_zero, save in ((0.0, "output"), (0.5, "mask")):
+        expected = x0.clone().requires_grad_()
+        (ft.ReLU(at_zero)(expected) * 3).sum().backward()
+        x = x0.clone().requires_grad_()
+        step = torch.compile(ft.ReLU(at_zero, save), fullgraph=True, backend="aot_eager")
+        (step(x) * 3).sum().backward()
+        assert torch.equal(x.grad, expected.grad)
+
+
+def test_the_mask_operators_pass_opcheck():
+    x = torch.tensor(np.random.default_rng(10).normal(size=(3, 7)), dtype=torch.float32, requires_grad=True)
+    bits = torch.ops.fastrelu.relu_with_mask(x.detach(), 0.0)[1]
+    assert bits.dtype == torch.uint8 and tuple(bits.shape) == (3, 2)
+    torch.library.opcheck(torch.ops.fastrelu.relu_with_mask.default, (x, 0.5))
+    torch.library.opcheck(torch.ops.fastrelu.relu_backward_from_mask.default, (bits, torch.ones(3, 7), 0.5))
+    torch.library.opcheck(torch.ops.fastrelu.relu_keeping_output.default, (x,))

@@ -83,3 +83,18 @@ def test_kernel_compiles_to_clean_ptx(name, vector, dtype, cc):
 def test_layout_kernels_compile(name, spec):
     ptx = compile_ptx(_cuda._HELPERS[name], _cuda.signature(name, None, spec), (9, 0))
     assert ".local" not in ptx
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int32"])
+def test_mask_kernels_compile_to_clean_ptx(dtype):
+    """relu with its mask, and the backward from it: one thread per byte of
+    the mask, in registers, with 64-bit indexing."""
+    result = np.dtype(dtype)
+    compute = np.dtype(np.float32) if result == np.float16 else result
+    for name, spec in (("mask_forward", (result,)), ("mask_backward", (result, result))):
+        ptx = compile_ptx(_cuda._HELPERS[name], _cuda.signature(name, compute, spec), (9, 0))
+        assert ".local" not in ptx, name
+        assert "call" not in ptx.split(".entry")[1], name
+        assert "st.global.u8" in ptx or "st.global.b8" in ptx or name == "mask_backward", name
+        if dtype in ("float16", "float32"):
+            assert not re.search(r"\.f64\b", ptx), f"float64 arithmetic in {name} of {dtype}"
