@@ -6,7 +6,7 @@ writes each result chunk back to disk.
     pip install "fastrelu[dask]" zarr
     python docs/examples/dask_out_of_core.py [FOLDER]
 
-Two worker processes of 320 MiB each (640 MiB in all) go through 2**27
+Two worker processes of 400 MiB each (800 MiB in all) go through 2**27
 float32 elements of ``x`` and of ``grad``: 1 GiB of input, and 512 MiB of
 result.  The stores are written to FOLDER (default: a temporary folder).
 """
@@ -75,7 +75,7 @@ def check_on_disk(folder, at_zero=0.0):
 
 
 def main(folder):
-    size, chunk, memory = 1 << 27, 1 << 21, "320MiB"
+    size, chunk, memory = 1 << 27, 1 << 21, "400MiB"
     with (
         LocalCluster(
             n_workers=2,
