@@ -226,9 +226,9 @@ def study(args):
     from . import _study
 
     try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        print(f"fastrelu study: error: {_study.MISSING}", file=sys.stderr)
+        data = _study.load_digits()
+    except ImportError as error:
+        print(f"fastrelu study: error: {error}", file=sys.stderr)
         return 1
     sweeps = tuple(dict.fromkeys(args.sweep or ()))
     path = None if args.no_plot or not sweeps else Path(args.output)
@@ -243,7 +243,7 @@ def study(args):
         plan = _study.Plan(args.inits or _study.Plan.inits, sweeps, seed=args.seed)
     print(_study.introduction(plan) + "\n", flush=True)
     with _progress(total=plan.steps(), desc="training", unit="run") as bar:
-        results = _study.run(plan, progress=lambda: bar.update(1))
+        results = _study.run(plan, data, progress=lambda: bar.update(1))
     print(_study.report(plan, *results))
     if path is None:
         return 0
@@ -332,7 +332,7 @@ def make_parser():
     p.add_argument(
         "--inits",
         type=_positive_int,
-        help=f"initialisations per network and precision (default {300}, 12 with --quick)",
+        help="initialisations per network and precision (default 300, 12 with --quick)",
     )
     p.add_argument(
         "--sweep",

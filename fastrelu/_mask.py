@@ -235,12 +235,6 @@ def _shares(a, b):
     return a is not None and b is not None and np.may_share_memory(a, b)
 
 
-def _same_view(a, b):
-    return a is b or (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
-    )
-
-
 def _contiguous_input(a, shape, compute, out):
     """*a* as a C-contiguous array of *compute* and *shape*: itself where it
     is one and overlaps *out* exactly or not at all, else a copy."""
@@ -248,7 +242,7 @@ def _contiguous_input(a, shape, compute, out):
         a.dtype == compute
         and a.shape == shape
         and a.flags.c_contiguous
-        and (not _shares(a, out) or _same_view(a, out))
+        and (not _shares(a, out) or _elementwise._same_view(a, out))
     ):
         return a
     converted = np.empty(shape, compute)

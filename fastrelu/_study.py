@@ -460,13 +460,15 @@ class Plan:
         """A run of a few seconds, for tests."""
         return cls(inits or 12, sweeps, seeds=2, epochs=1, seed=seed, depths=(1, 2), widths=(16, 64))
 
+    def shapes(self, axis):
+        """The (depth, width) of the networks of the sweep over *axis*."""
+        if axis == "depth":
+            return [(d, WIDTH) for d in self.depths]
+        return [(DEPTH, w) for w in self.widths]
+
     def networks(self):
         """The (depth, width) of every network of the one-epoch measurement."""
-        shapes = [(DEPTH, WIDTH)]
-        if "depth" in self.sweeps:
-            shapes += [(d, WIDTH) for d in self.depths]
-        if "width" in self.sweeps:
-            shapes += [(DEPTH, w) for w in self.widths]
+        shapes = [(DEPTH, WIDTH)] + [shape for axis in self.sweeps for shape in self.shapes(axis)]
         return list(dict.fromkeys(shapes))
 
     def steps(self):
@@ -474,11 +476,11 @@ class Plan:
         return len(PRECISIONS) * (len(self.networks()) * self.inits + self.seeds * len(VARIANTS))
 
 
-def run(plan, progress=None):
-    """Every measurement of *plan*: ``(headline, sweeps, training)``, a list
-    of :class:`Differences` per precision, a dict from "depth" and "width"
-    to lists of :class:`Differences`, and a list of :class:`Training`."""
-    data = load_digits()
+def run(plan, data, progress=None):
+    """Every measurement of *plan* on *data* (:func:`load_digits`):
+    ``(headline, sweeps, training)``, a list of :class:`Differences` per
+    precision, a dict from "depth" and "width" to lists of
+    :class:`Differences`, and a list of :class:`Training`."""
     # BLAS's threads use the cores for the matrix products; arrays of a few
     # thousand elements are not worth handing to fastrelu's threads too.
     with fastrelu.config.set(num_threads=1):
@@ -494,13 +496,7 @@ def run(plan, progress=None):
         ]
     headline = [measured[dtype, DEPTH, WIDTH] for dtype in PRECISIONS]
     sweeps = {
-        axis: [
-            measured[dtype, d if axis == "depth" else DEPTH, w if axis == "width" else WIDTH]
-            for dtype in PRECISIONS
-            for d, w in (
-                [(d, WIDTH) for d in plan.depths] if axis == "depth" else [(DEPTH, w) for w in plan.widths]
-            )
-        ]
+        axis: [measured[dtype, depth, width] for dtype in PRECISIONS for depth, width in plan.shapes(axis)]
         for axis in plan.sweeps
     }
     return headline, sweeps, trained
